@@ -1,0 +1,59 @@
+"""The `deescalwild` command: assembles each package's command group; nothing heavy at import.
+
+Errors in the input reach the user as one line (`error: FILE:LINE: what was expected`);
+`--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from deescalwild import __version__
+from deescalwild.corpus.cli import corpus
+from deescalwild.errors import DeescalwildError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="deescalwild")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """deescalwild: police-civilian de-escalation dialogue from in-the-wild video.
+
+    For training humans only: never for predictive policing, profiling or automated decisions
+    about people (see docs/intended-use.md).
+    """
+    ctx.obj = {"debug": debug}
+
+
+cli.add_command(corpus)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="deescalwild", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted; nothing was written", err=True)
+        return 130
+    except DeescalwildError as e:
+        if debug:
+            raise
+        click.echo(f"error: {e}", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

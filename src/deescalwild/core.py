@@ -1,0 +1,221 @@
+"""Core types every stage shares, and the corpus JSON Lines format.
+
+Kept free of heavy imports: everything from `corpus stats` to the simulator reads these.
+A corpus file holds one `Scenario` per line; every line carries its schema version so a
+line can be filtered, concatenated or read on its own (`jq`, `grep`) without a header.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from deescalwild.atomic import atomic_write
+from deescalwild.errors import InputError
+
+CORPUS_SCHEMA = "deescalwild.corpus/1"
+
+
+class Role(str, Enum):
+    """Who a speaker is in the encounter (definitions in docs/roles.md)."""
+
+    OFFICER = "officer"
+    CIVILIAN = "civilian"
+    BYSTANDER = "bystander"
+    DISPATCHER = "dispatcher"
+    NARRATOR = "narrator"
+    UNKNOWN = "unknown"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Evidence(str, Enum):
+    """What settled a speaker's role: the label's words, the classifier, or a conversational cue."""
+
+    LABEL = "label"
+    MODEL = "model"
+    CONTEXT = "context"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(slots=True)
+class SpeakerRole:
+    """The resolved role of one speaker label in one scenario, with why and how sure."""
+
+    role: Role
+    evidence: Evidence
+    confidence: float
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        self.confidence = round(float(self.confidence), 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "role": self.role.value,
+            "evidence": self.evidence.value,
+            "confidence": self.confidence,
+            "why": self.why,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SpeakerRole:
+        return cls(Role(d["role"]), Evidence(d["evidence"]), float(d["confidence"]),
+                   d.get("why", ""))
+
+
+@dataclass(slots=True)
+class Turn:
+    """One row of a transcript. `speaker` is the original label, verbatim."""
+
+    index: int
+    start: float | None
+    speaker: str
+    role: Role
+    text: str
+    flags: list[str] = field(default_factory=list)
+    line: int | None = None  # line in the source file where the row starts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "start": self.start,
+            "speaker": self.speaker,
+            "role": self.role.value,
+            "text": self.text,
+            "flags": self.flags,
+            "line": self.line,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Turn:
+        return cls(
+            index=d["index"],
+            start=d.get("start"),
+            speaker=d["speaker"],
+            role=Role(d.get("role", "unknown")),
+            text=d["text"],
+            flags=list(d.get("flags") or []),
+            line=d.get("line"),
+        )
+
+
+@dataclass(slots=True)
+class Scenario:
+    """One video's conversation: its turns, the role of each speaker label, and provenance."""
+
+    id: str
+    platform: str | None
+    split: str | None
+    source: str
+    turns: list[Turn] = field(default_factory=list)
+    speakers: dict[str, SpeakerRole] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+
+    def to_dict(self, shallow: bool = False) -> dict[str, Any]:
+        """The JSON record; `shallow` leaves out speakers and turns (the writer adds them)."""
+        d: dict[str, Any] = {
+            "schema": CORPUS_SCHEMA,
+            "id": self.id,
+            "platform": self.platform,
+            "split": self.split,
+            "source": self.source,
+            "meta": self.meta,
+            "flags": self.flags,
+        }
+        if not shallow:
+            d["speakers"] = {k: v.to_dict() for k, v in self.speakers.items()}
+            d["turns"] = [t.to_dict() for t in self.turns]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Scenario:
+        return cls(
+            id=d["id"],
+            platform=d.get("platform"),
+            split=d.get("split"),
+            source=d.get("source", ""),
+            turns=[Turn.from_dict(t) for t in d.get("turns", [])],
+            speakers={k: SpeakerRole.from_dict(v) for k, v in (d.get("speakers") or {}).items()},
+            meta=dict(d.get("meta") or {}),
+            flags=list(d.get("flags") or []),
+        )
+
+    def apply_roles(self) -> None:
+        """Copy each speaker's resolved role onto its turns (turn roles are denormalised)."""
+        for t in self.turns:
+            sr = self.speakers.get(t.speaker)
+            t.role = sr.role if sr else Role.UNKNOWN
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building or dumping many small objects.
+
+    A corpus is hundreds of thousands of acyclic turn objects; without this, CPython's collector
+    rescans them over and over and doubles the time of an import.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def write_corpus(path: str | Path, scenarios: Iterable[Scenario]) -> int:
+    """Write scenarios as JSON Lines, atomically: the old file survives any failure."""
+    n = 0
+    with atomic_write(path, "wb") as fh, gc_paused():
+        for sc in scenarios:
+            # orjson serialises the Turn and SpeakerRole dataclasses itself, by field, exactly as
+            # their to_dict() would, without building a dict per turn
+            record = {**sc.to_dict(shallow=True), "speakers": sc.speakers, "turns": sc.turns}
+            fh.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+            n += 1
+    return n
+
+
+def read_json_lines(path: str | Path, what: str = "record") -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSON Lines file; anything but a JSON
+    object raises `InputError` naming the file and the line."""
+    path = Path(path)
+    try:
+        fh = path.open("rb")
+    except OSError as e:
+        raise InputError(path, None, f"cannot open: {e.strerror or e}") from e
+    with fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                d = orjson.loads(raw)
+            except orjson.JSONDecodeError as e:
+                raise InputError(path, lineno, f"expected one JSON object per line ({e})") from e
+            if not isinstance(d, dict):
+                raise InputError(path, lineno, f"expected a JSON object (one {what} per line)")
+            yield lineno, d
+
+
+def read_corpus(path: str | Path) -> Iterator[Scenario]:
+    """Yield scenarios from a corpus file; a bad line raises `InputError` naming file and line."""
+    for lineno, d in read_json_lines(path, "scenario"):
+        schema = d.get("schema")
+        if schema != CORPUS_SCHEMA:
+            raise InputError(path, lineno, f"expected schema {CORPUS_SCHEMA!r}, found {schema!r}")
+        try:
+            yield Scenario.from_dict(d)
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(path, lineno, f"malformed scenario record: {e!r}") from e

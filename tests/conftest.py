@@ -1,0 +1,49 @@
+"""Shared fixtures: hermetic environment, the sample corpus imported once, a transcript writer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+DATA = HERE / "data"
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(monkeypatch, tmp_path_factory):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("DEESCALWILD_HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(scope="session")
+def sample_corpus():
+    """The shipped sample corpus, imported with roles resolved (shared; do not mutate)."""
+    from deescalwild.corpus.importer import import_transcripts
+    from deescalwild.corpus.sample import sample_path
+
+    scenarios, _ = import_transcripts([sample_path()])
+    return scenarios
+
+
+@pytest.fixture
+def write_csv(tmp_path):
+    """Write a transcript file (bytes or text) under tmp_path and return its path."""
+
+    def _write(name: str, content: str | bytes, crlf: bool = True) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            if crlf:
+                content = content.replace("\n", "\r\n")
+            content = content.encode("utf-8")
+        path.write_bytes(content)
+        return path
+
+    return _write
+
+
+def real_data() -> Path | None:
+    value = os.environ.get("DEESCALWILD_REAL_DATA")
+    return Path(value) if value else None
