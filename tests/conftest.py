@@ -12,9 +12,8 @@ DATA = HERE / "data"
 
 
 @pytest.fixture(autouse=True)
-def _hermetic(monkeypatch, tmp_path_factory):
+def _offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("DEESCALWILD_HOME", str(tmp_path_factory.mktemp("home")))
 
 
 @pytest.fixture(scope="session")

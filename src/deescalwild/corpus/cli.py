@@ -85,9 +85,10 @@ class _progress:
 
 def _print_summary(console, summary, output: Path) -> None:
     console.print(f"[bold]{summary.scenarios:,}[/] scenarios, [bold]{summary.turns:,}[/] turns "
-                  f"from {summary.files:,} files -> {output}")
+                  f"from {summary.files:,} files -> {output}", soft_wrap=True)
     if summary.metadata_files:
-        console.print(f"video metadata joined from {', '.join(summary.metadata_files)}")
+        console.print(f"video metadata joined from {', '.join(summary.metadata_files)}",
+                      soft_wrap=True, highlight=False)
     for title, problems in (("skipped files", summary.skipped_files),
                             ("skipped rows", summary.skipped_rows)):
         if problems:

@@ -112,7 +112,7 @@ def stats_tables(stats: dict[str, Any]) -> list:
         roles.add_row(role, f"{n:,}", f"{100 * n / total:.1f}", f"{stats['role_words'][role]:,}",
                       f"{stats['speaker_roles'][role]:,}")
 
-    resolution = Table(title="How speaker roles were resolved", title_justify="left")
+    resolution = Table(title="Role evidence", title_justify="left")
     resolution.add_column("evidence")
     resolution.add_column("speakers", justify="right")
     resolution.add_column("%", justify="right")

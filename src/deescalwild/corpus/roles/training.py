@@ -98,11 +98,14 @@ def cross_validate(scenarios: Sequence[Scenario], folds: int = 5, seed: int = 0)
             pred[i] = ROLE_ORDER[int(row.argmax())]
     n_role = Counter(y)
     hits = Counter(a for a, b in zip(y, pred) if a == b)
+    turns = [len(it.speaker.turns) for it in items]
     return {
         "speakers": len(y),
         "scenarios": len(set(groups)),
         "folds": folds,
         "accuracy": round(sum(hits.values()) / len(y), 4),
+        "turn_accuracy": round(sum(n for n, a, b in zip(turns, y, pred) if a == b) / sum(turns),
+                               4),
         "recall": {r.value: round(hits[r] / n_role[r], 3) for r in ROLE_ORDER if n_role[r]},
         "support": {r.value: n_role[r] for r in ROLE_ORDER if n_role[r]},
         "confusion": {f"{a.value}->{b.value}": n
