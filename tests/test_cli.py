@@ -1,6 +1,7 @@
 """The command line as a user meets it: outputs, exit codes, one-line errors."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +110,53 @@ def test_cli_reference_is_up_to_date():
         sys.path.pop(0)
     assert (ROOT / "docs" / "cli.md").read_text(encoding="utf-8") == cli_docs.main(), \
         "docs/cli.md is stale: run `make docs`"
+
+
+def test_train_eval_check_and_use_a_role_model(tmp_path, capsys):
+    raw, model, corpus = tmp_path / "raw.jsonl", tmp_path / "m.npz", tmp_path / "c.jsonl"
+    assert run(["corpus", "import", "--sample", "--no-roles", "-o", str(raw)], capsys)[0] == 0
+    from deescalwild.core import read_corpus
+
+    assert all(t.role.value == "unknown" for sc in read_corpus(raw) for t in sc.turns)
+    code, out, _ = run(["corpus", "roles", "train", str(raw), "-o", str(model),
+                        "--cv-folds", "3"], capsys)
+    assert code == 0
+    meta = json.loads(out)
+    assert meta["scenarios"] == 16 and meta["cross_validation"]["folds"] == 3
+    assert meta["git_commit"] is None or len(meta["git_commit"]) >= 40
+    code, out, _ = run(["corpus", "roles", "eval", str(raw), "--folds", "3"], capsys)
+    assert code == 0 and 0.0 <= json.loads(out)["accuracy"] <= 1.0
+    assert run(["corpus", "import", "--sample", "--role-model", str(model), "-o", str(corpus)],
+               capsys)[0] == 0
+    code, out, _ = run(["corpus", "roles", "check", str(corpus), "--gold",
+                        str(ROOT / "tests" / "data" / "sample_roles.jsonl"), "--errors"], capsys)
+    report = json.loads(out)
+    assert code == 0 and report["pairs"] == 55 and report["accuracy"]["role_word"] == 1.0
+    assert len(report["errors"]) == round(55 * (1 - report["accuracy"]["all"]))
+
+
+def test_training_on_too_little_is_one_line(write_csv, tmp_path, capsys):
+    write_csv("d/a.csv", "start_time,speaker_label,transcript\n00:01,John,hi\n")
+    raw = tmp_path / "raw.jsonl"
+    run(["corpus", "import", str(tmp_path / "d"), "--no-roles", "-o", str(raw)], capsys)
+    code, _, err = run(["corpus", "roles", "train", str(raw), "-o", str(tmp_path / "m.npz")],
+                       capsys)
+    assert code == 1 and err.startswith("error: ") and "nothing to train on" in err
+
+
+def test_an_unwritable_output_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = run(["corpus", "import", "--sample", "-o", str(blocker / "c.jsonl")], capsys)
+    assert code == 1 and err.startswith("error: ") and "Traceback" not in err
+
+
+def test_output_does_not_depend_on_hash_seeds(tmp_path):
+    outs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"c{seed}.jsonl"
+        subprocess.run([sys.executable, "-m", "deescalwild.cli", "corpus", "import", "--sample",
+                        "-o", str(out)], check=True, capture_output=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed})
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]

@@ -48,6 +48,8 @@ def test_apply_roles_copies_speaker_roles_to_turns():
         ("[1, 2]", "expected a JSON object"),
         ('{"schema": "other/9", "id": "x"}', "expected schema 'deescalwild.corpus/1'"),
         (f'{{"schema": "{CORPUS_SCHEMA}"}}', "malformed scenario record"),
+        (f'{{"schema": "{CORPUS_SCHEMA}", "id": "x", "turns": [{{"index": 0, "speaker": "A", '
+         '"text": null}]}', "malformed scenario record"),
     ],
 )
 def test_bad_lines_name_file_and_line(tmp_path, line, message):

@@ -44,6 +44,7 @@ def test_wrong_field_count_skips_that_row_only(write_csv):
     text = "start_time,speaker_label,transcript\n00:01,A,hi\n00:02,B\n00:03,C,x,y\n00:04,D,ok\n"
     res = read_transcript(write_csv("x.csv", text))
     assert [t.speaker for t in res.scenario.turns] == ["A", "D"]
+    assert [r["raw"] for r in res.scenario.meta["skipped_rows"]] == ["00:02,B", "00:03,C,x,y"]
     assert [(p.kind, p.line) for p in res.problems] == [("row", 3), ("row", 4)]
     assert "expected 3 fields" in res.problems[0].message
     assert "found 2" in res.problems[0].message
@@ -71,6 +72,9 @@ def test_empty_binary_and_non_utf8_files(write_csv):
     assert header_only.scenario is None and "no rows" in header_only.problems[0].message
     binary = read_transcript(write_csv("b.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00"))
     assert "binary file" in binary.problems[0].message
+    utf16 = read_transcript(write_csv("u.csv", "start_time,speaker_label,transcript\n"
+                                      .encode("utf-16")))
+    assert "UTF-16" in utf16.problems[0].message
     latin1 = "start_time,speaker_label,transcript\n00:01,A,ok\n00:02,José,hola\n".encode("latin-1")
     bad = read_transcript(write_csv("l.csv", latin1))
     assert bad.scenario is None
@@ -86,11 +90,32 @@ def test_bom_lf_and_non_ascii_names(write_csv):
     assert sc.turns[0].speaker == "Zoë Ñúñez"
 
 
-def test_unterminated_quote_keeps_rows_before_it(write_csv):
+def test_unterminated_quote_keeps_rows_before_it_and_the_skipped_text(write_csv):
     text = 'start_time,speaker_label,transcript\n00:01,A,fine\n00:02,B,"never closed\n00:03,C,x\n'
     res = read_transcript(write_csv("x.csv", text))
     assert [t.speaker for t in res.scenario.turns] == ["A"]
     assert res.problems[0].kind == "row" and res.problems[0].line == 3
+    (skipped,) = res.scenario.meta["skipped_rows"]
+    assert skipped["line"] == 3 and skipped["raw"] == '00:02,B,"never closed\n00:03,C,x'
+
+
+def test_a_bad_quote_skips_only_its_own_line(write_csv):
+    text = ('start_time,speaker_label,transcript\n00:01,A,one\n00:02,B,"bad"quote\n'
+            '00:03,C,"two\nlines"\n\n00:04,D,four\n')
+    res = read_transcript(write_csv("x.csv", text))
+    assert [(t.speaker, t.line) for t in res.scenario.turns] == [("A", 2), ("C", 4), ("D", 7)]
+    assert [(p.kind, p.line) for p in res.problems] == [("row", 3)]
+    assert res.scenario.meta["skipped_rows"][0]["raw"] == '00:02,B,"bad"quote'
+
+
+def test_repeated_header_and_spreadsheet_empty_columns(write_csv):
+    text = ("start_time,speaker_label,transcript,,\n00:01,A,one,,\n"
+            "start_time,speaker_label,transcript,,\n00:02,B,two\n00:03,C,three,,oops\n")
+    res = read_transcript(write_csv("x.csv", text))
+    assert [t.speaker for t in res.scenario.turns] == ["A", "B"]
+    reasons = {p.line: p.message for p in res.problems}
+    assert reasons[3] == "repeated header row"
+    assert reasons[5].startswith("expected 3 fields")
 
 
 def test_backwards_timestamps_are_kept_and_counted(write_csv):

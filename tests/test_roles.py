@@ -50,11 +50,62 @@ def test_other_label_and_video_title_cues():
 
 
 def test_conflicting_cues_leave_it_to_the_classifier():
-    sc = _scenario([("A", "Officer Smith is here."), ("B", "Thanks, Mr. Smith.")])
+    sc = _scenario([("John Smith", "I live here."), ("A", "Officer Smith is here."),
+                    ("B", "Thanks, Mr. Smith.")])
     cues = named_cues("John Smith", Mentions(sc.turns), ["A", "B"], None)
     assert {c.role for c in cues} == {Role.OFFICER, Role.CIVILIAN}
-    resolve_corpus([sc])  # and resolution still decides something, from the model
-    assert sc.speakers["A"].evidence is Evidence.MODEL
+    resolve_corpus([sc])
+    assert sc.speakers["John Smith"].evidence is Evidence.MODEL
+
+
+def test_self_introduction_with_own_name():
+    sc = _scenario([("Ted Roberts", "Hi, I'm Sergeant Roberts with the county."),
+                    ("Ann", "Hello."), ("Ann", "I need Sergeant Lee.")])
+    (cue,) = named_cues("Ted Roberts", Mentions(sc.turns), ["Ann"], None)
+    assert cue.role is Role.OFFICER and "introduces themself" in cue.why
+    assert named_cues("Lee Park", Mentions(sc.turns), ["Ann"], None)[0].why.startswith("others")
+
+
+def test_a_title_at_the_end_of_another_turn_does_not_name_anyone():
+    sc = _scenario([("Lee", "I want to talk to an officer"), ("Pat", "Smith lives next door")])
+    assert named_cues("John Smith", Mentions(sc.turns), ["Lee", "Pat"], None) == []
+
+
+def test_capitalised_titles_are_read_case_blind():
+    sc = _scenario([("A", "hi")])
+    (cue,) = named_cues("Kim Potter", Mentions(sc.turns), [], "OFFICER KIM POTTER BODYCAM")
+    assert cue.role is Role.OFFICER
+
+
+def test_channel_personality_is_recognised_across_videos():
+    from deescalwild.corpus.roles.cues import Cue
+    from deescalwild.corpus.roles.resolve import channel_cues, speaker_items
+
+    scenarios = []
+    for i in range(5):
+        sc = _scenario([("John", "So here is what happens next."), ("[Suspect]", "No!")])
+        sc.id, sc.meta["uploader"] = f"v{i}", "Self Defense Channel"
+        scenarios.append(sc)
+    pending = [it for it in speaker_items(scenarios) if not it.verdict.decisive]
+    narr = Cue(Role.NARRATOR, "talks to the audience")
+    cues = [narr, narr, narr, None, None]
+    probs = np.full((5, 5), 0.2)
+    probs[4, 4] = 0.05  # the classifier strongly disagrees for the last one
+    out = channel_cues(pending, cues, probs)
+    assert out[3].role is Role.NARRATOR and "3 other videos of 'Self Defense Channel'" in out[3].why
+    assert out[4] is None
+    assert channel_cues(pending, [narr, narr, None, None, None], probs)[3] is None  # too few
+
+
+def test_em_prior_recovers_a_population_prior():
+    from deescalwild.corpus.roles.training import em_prior
+
+    rng = np.random.default_rng(0)
+    truth = rng.choice(2, size=4000, p=[0.8, 0.2])
+    said = np.where(rng.random(4000) < 0.7, truth, 1 - truth)  # a 70%-accurate classifier
+    posterior = np.where(said[:, None] == np.arange(2), 0.7, 0.3)  # calibrated, uniform prior
+    prior = em_prior(posterior)
+    assert prior == pytest.approx([0.8, 0.2], abs=0.03)
 
 
 def test_narrator_who_talks_to_the_audience():

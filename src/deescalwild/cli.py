@@ -36,21 +36,24 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args
     try:
         cli.main(args=args, prog_name="deescalwild", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
+    except click.exceptions.Abort:  # Ctrl-C; outputs are written atomically, so none is half
+        click.echo("interrupted; no output was left half-written", err=True)
         return 130
     except click.ClickException as e:
         e.show()
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
-    except KeyboardInterrupt:
-        click.echo("interrupted; nothing was written", err=True)
-        return 130
     except DeescalwildError as e:
         if debug:
             raise
         click.echo(f"error: {e}", err=True)
+        return 1
+    except OSError as e:  # an output path that cannot be written, a full disk, ...
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        click.echo(f"error: {where}{e.strerror or e}", err=True)
         return 1
     return 0
 

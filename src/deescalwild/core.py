@@ -99,7 +99,7 @@ class Turn:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Turn:
-        return cls(
+        t = cls(
             index=d["index"],
             start=d.get("start"),
             speaker=d["speaker"],
@@ -108,6 +108,12 @@ class Turn:
             flags=list(d.get("flags") or []),
             line=d.get("line"),
         )
+        if not (isinstance(t.text, str) and isinstance(t.speaker, str)
+                and isinstance(t.index, int)
+                and (t.start is None or isinstance(t.start, (int, float)))):
+            raise ValueError(f"turn {t.index!r}: expected integer index, string speaker and "
+                             "text, and a number or null start")
+        return t
 
 
 @dataclass(slots=True)

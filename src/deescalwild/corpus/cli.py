@@ -34,16 +34,19 @@ def corpus() -> None:
 @click.option("--no-roles", is_flag=True,
               help="Skip role resolution (every role unknown), e.g. to train a new role model.")
 @click.option("--json", "as_json", is_flag=True, help="Print the import summary as JSON.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the import summary (JSON) to this file.")
 def import_cmd(paths: tuple[Path, ...], output: Path, sample: bool, strict: bool,
                metadata: tuple[str, ...], role_model: str | None, no_roles: bool,
-               as_json: bool) -> None:
+               as_json: bool, report: Path | None) -> None:
     """Import DeEscalWild transcript CSVs (files or folders, searched recursively).
 
     Every row becomes a turn; each speaker label of each scenario gets a role
     (officer, civilian, bystander, dispatcher, narrator, unknown) with its evidence.
     Bad files and rows are skipped and listed with file, line and reason.
     """
-    from deescalwild.corpus.importer import import_to_file
+    from deescalwild.atomic import atomic_write
+    from deescalwild.corpus.importer import IMPORT_SUMMARY_SCHEMA, import_to_file
     from deescalwild.corpus.sample import sample_path
 
     if not paths and not sample:
@@ -54,8 +57,12 @@ def import_cmd(paths: tuple[Path, ...], output: Path, sample: bool, strict: bool
         summary = import_to_file(targets, output, strict=strict, metadata=metadata,
                                  resolve_roles=not no_roles, role_model=role_model,
                                  progress=progress)
+    result = {"schema": IMPORT_SUMMARY_SCHEMA, "output": str(output), **summary.to_dict()}
+    if report:
+        with atomic_write(report) as fh:
+            json.dump(result, fh, indent=2, ensure_ascii=False)
     if as_json:
-        click.echo(json.dumps({"output": str(output), **summary.to_dict()}, indent=2))
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
     _print_summary(console, summary, output)
 
@@ -138,15 +145,14 @@ def roles() -> None:
 @click.argument("corpus_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Role model file to write (.npz).")
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--cv-folds", type=int, default=5, show_default=True,
               help="Cross-validation folds for the agreement report stored in the model (0: skip).")
-def roles_train(corpus_file: Path, output: Path, seed: int, cv_folds: int) -> None:
+def roles_train(corpus_file: Path, output: Path, cv_folds: int) -> None:
     """Fit a role model on a corpus's own role-labelled speakers (the corpus labels itself)."""
     from deescalwild.core import read_corpus
     from deescalwild.corpus.roles.training import train
 
-    model = train(list(read_corpus(corpus_file)), seed=seed, cv_folds=cv_folds)
+    model = train(list(read_corpus(corpus_file)), cv_folds=cv_folds)
     model.save(output)
     report = {k: v for k, v in model.meta.items() if k != "versions"}
     click.echo(json.dumps({"output": str(output), **report}, indent=2))
@@ -155,14 +161,12 @@ def roles_train(corpus_file: Path, output: Path, seed: int, cv_folds: int) -> No
 @roles.command("eval")
 @click.argument("corpus_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--folds", type=int, default=5, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-def roles_eval(corpus_file: Path, folds: int, seed: int) -> None:
+def roles_eval(corpus_file: Path, folds: int) -> None:
     """Held-out agreement with the role words of labels (cross-validated by scenario)."""
     from deescalwild.core import read_corpus
     from deescalwild.corpus.roles.training import cross_validate
 
-    click.echo(json.dumps(cross_validate(list(read_corpus(corpus_file)), folds=folds, seed=seed),
-                          indent=2))
+    click.echo(json.dumps(cross_validate(list(read_corpus(corpus_file)), folds=folds), indent=2))
 
 
 @roles.command("check")

@@ -68,6 +68,9 @@ def _decode(path: Path, data: bytes) -> tuple[str | None, Problem | None]:
     if not data.strip():
         return None, Problem(str(path), None, "file", "empty file: expected a header line "
                              "'start_time,speaker_label,transcript' and rows")
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return None, Problem(str(path), None, "file", "UTF-16 text: expected a UTF-8 CSV "
+                             "transcript (re-save it as UTF-8)")
     if b"\x00" in data[:65536]:
         return None, Problem(str(path), None, "file", "binary file (NUL bytes): expected a "
                              "UTF-8 CSV transcript")
@@ -79,16 +82,42 @@ def _decode(path: Path, data: bytes) -> tuple[str | None, Problem | None]:
                              "cannot be decoded): expected a UTF-8 CSV transcript")
 
 
-def _records(text: str, path: Path, problems: list[Problem]
-             ) -> tuple[list[list[str]], Sequence[int]]:
+class _File:
+    """One file being read: its text, and what went wrong where, with the skipped text kept."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.text = text
+        self.problems: list[Problem] = []
+        self.skipped: list[dict] = []  # recorded in the scenario's meta: nothing is lost
+        self.warnings: list[dict] = []
+        self._lines: list[str] | None = None
+
+    def raw(self, first: int, last: int) -> str:
+        if self._lines is None:
+            self._lines = self.text.splitlines()
+        return "\n".join(self._lines[first - 1:last])
+
+    def skip_row(self, line: int, reason: str, last: int | None = None) -> None:
+        self.problems.append(Problem(str(self.path), line, "row", reason))
+        self.skipped.append({"line": line, "reason": reason,
+                             "raw": self.raw(line, last or line)})
+
+    def warn(self, line: int, field_name: str, message: str) -> None:
+        self.problems.append(Problem(str(self.path), line, "warning", message))
+        self.warnings.append({"line": line, "field": field_name, "message": message})
+
+
+def _records(f: _File) -> tuple[list[list[str]], Sequence[int]]:
     """Every CSV record (the header first; blank lines are not records) and the line each
     starts on.
 
     Fast path: when no field spans lines (the usual case) one C-level `list(reader)` suffices and
     record i sits on line i + 1. Otherwise (quoted newlines, or a syntax error to locate) the
-    records are read one by one, tracking the reader's line counter.
+    records are read one by one, tracking the reader's line counter; a syntax error skips only
+    the lines it spoils and reading goes on.
     """
-    fast = csv.reader(io.StringIO(text, newline=""), strict=True)
+    fast = csv.reader(io.StringIO(f.text, newline=""), strict=True)
     try:
         rows = list(fast)
     except csv.Error:
@@ -98,7 +127,7 @@ def _records(text: str, path: Path, problems: list[Problem]
             return rows, range(1, len(rows) + 1)
         return [r for r in rows if r], [i + 1 for i, r in enumerate(rows) if r]
 
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(io.StringIO(f.text, newline=""), strict=True)
     out: list[list[str]] = []
     lines: list[int] = []
     prev_end = 0
@@ -109,9 +138,11 @@ def _records(text: str, path: Path, problems: list[Problem]
         except StopIteration:
             break
         except csv.Error as e:
-            problems.append(Problem(str(path), line, "row", f"CSV syntax error: {e}; "
-                                    "this row and the rest of the file were not read"))
-            break
+            end = max(line, reader.line_num)
+            span = f"line {line}" if end == line else f"lines {line}-{end}"
+            f.skip_row(line, f"CSV syntax error ({e}): {span} skipped", end)
+            prev_end = end
+            continue
         prev_end = reader.line_num
         if row:
             out.append(row)
@@ -119,34 +150,39 @@ def _records(text: str, path: Path, problems: list[Problem]
     return out, lines
 
 
-def _turns(body: list[list[str]], lines: Sequence[int], cols: tuple[int, int, int], path: Path,
-           problems: list[Problem], warnings: list[dict]) -> list[Turn]:
-    """One turn per well-formed row (built in comprehensions: this is the import's hot loop)."""
+def _turns(f: _File, body: list[list[str]], lines: Sequence[int], cols: tuple[int, int, int],
+           width: int, header: tuple[str, ...]) -> list[Turn]:
+    """One turn per well-formed row (built in comprehensions: this is the import's hot loop).
+    `width` is the header's field count: 3, or more when a spreadsheet left empty columns."""
     i_start, i_speaker, i_text = cols
-    if body and set(map(len, body)) != {3}:
+    if width != 3 or set(map(len, body)) != {3}:
         kept = []
         for line, row in zip(lines, body):
-            if len(row) == 3:
+            if len(row) == 3 or (len(row) == width and not any(x.strip() for x in row[3:])):
                 kept.append((line, row))
             else:
-                problems.append(Problem(str(path), line, "row", "expected 3 fields "
-                                        f"(start_time,speaker_label,transcript), found {len(row)}"))
+                f.skip_row(line, "expected 3 fields (start_time,speaker_label,transcript), "
+                           f"found {len(row)}")
         lines, body = [ln for ln, _ in kept], [row for _, row in kept]
     starts = [parse_timestamp(row[i_start]) for row in body]
     if None in starts:
+        kept = []
         for st, row, line in zip(starts, body, lines):
+            if st is None and tuple(x.strip().lower() for x in row[:3]) == header:
+                f.skip_row(line, "repeated header row")
+                continue
             if st is None:
-                msg = (f"start_time {row[i_start]!r} is not M:SS, MM:SS, H:MM:SS or MM:SS,mmm; "
-                       "kept as null")
-                warnings.append({"line": line, "field": "start_time", "message": msg})
-                problems.append(Problem(str(path), line, "warning", msg))
+                f.warn(line, "start_time", f"start_time {row[i_start]!r} is not M:SS, MM:SS, "
+                       "H:MM:SS or MM:SS,mmm; kept as null")
+            kept.append((st, row, line))
+        starts, body, lines = ([k[i] for k in kept] for i in range(3))
     unknown = Role.UNKNOWN
     return [Turn(i, st, row[i_speaker], unknown, row[i_text], [], line)
             for i, (st, row, line) in enumerate(zip(starts, body, lines))]
 
 
-def read_transcript(path: str | Path, source: str | None = None) -> ReadResult:
-    """Parse one transcript file. `source` is what the scenario records as its origin."""
+def read_transcript(path: str | Path, split: str | None = None) -> ReadResult:
+    """Parse one transcript file. `split` overrides the split read from the parent folder."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -156,28 +192,30 @@ def read_transcript(path: str | Path, source: str | None = None) -> ReadResult:
     if text is None:
         return ReadResult(None, [problem] if problem else [])
 
-    problems: list[Problem] = []
-    records, lines = _records(text, path, problems)
+    f = _File(path, text)
+    records, lines = _records(f)
     if not records:
-        return ReadResult(None, problems or [Problem(str(path), 1, "file", "no header line")])
-    header = records[0]
+        return ReadResult(None, f.problems or [Problem(str(path), 1, "file", "no header line")])
+    header = list(records[0])
+    while len(header) > 3 and not header[-1].strip():  # "a,b,c," from a spreadsheet
+        header.pop()
     names = tuple(h.strip().lower() for h in header)
     if sorted(names) != sorted(HEADER):
-        found = ",".join(header)[:80]
+        found = ",".join(records[0])[:80]
         return ReadResult(None, [Problem(
             str(path), lines[0], "file",
             f"expected header 'start_time,speaker_label,transcript', found '{found}'")])
     cols = (names.index("start_time"), names.index("speaker_label"), names.index("transcript"))
-    warnings: list[dict] = []
-    turns = _turns(records[1:], lines[1:], cols, path, problems, warnings)
-
+    turns = _turns(f, records[1:], lines[1:], cols, len(records[0]), names)
     if not turns:
-        problems.append(Problem(str(path), None, "file", "no rows after the header"))
-        return ReadResult(None, problems)
+        f.problems.append(Problem(str(path), None, "file", "no rows after the header"))
+        return ReadResult(None, f.problems)
 
     meta: dict = {"sha256": hashlib.sha256(data).hexdigest(), "rows": len(turns)}
-    if warnings:
-        meta["warnings"] = warnings
+    if f.warnings:
+        meta["warnings"] = f.warnings
+    if f.skipped:
+        meta["skipped_rows"] = f.skipped
     starts = [t.start for t in turns]
     if None in starts:
         backwards = sum(1 for a, b in itertools.pairwise(starts)
@@ -189,9 +227,9 @@ def read_transcript(path: str | Path, source: str | None = None) -> ReadResult:
     scenario = Scenario(
         id=path.stem,
         platform=platform_of(path),
-        split=split_of(path),
-        source=source if source is not None else str(path),
+        split=split if split is not None else split_of(path),
+        source=str(path),
         turns=turns,
         meta=meta,
     )
-    return ReadResult(scenario, problems)
+    return ReadResult(scenario, f.problems)

@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deescalwild.core import Scenario, gc_paused, write_corpus
-from deescalwild.corpus.csv_transcripts import Problem, read_transcript
+from deescalwild.corpus.csv_transcripts import SPLITS, Problem, read_transcript, split_of
 from deescalwild.corpus.youtube_metadata import FILENAME as YOUTUBE_LIST
 from deescalwild.corpus.youtube_metadata import load_youtube_list
 from deescalwild.errors import DeescalwildError, InputError
+
+IMPORT_SUMMARY_SCHEMA = "deescalwild.import-summary/1"
 
 
 @dataclass
@@ -46,11 +48,22 @@ class ImportSummary:
         }
 
 
-def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
-    """Transcript files and YouTube metadata lists under `paths` (folders are searched
-    recursively, hidden entries skipped), each list sorted so imports are deterministic."""
-    transcripts: list[Path] = []
+def _split(path: Path, root: Path | None) -> str | None:
+    """The split named by the nearest folder between `root` (included) and the file: a file
+    under `train/` or `test/deep/` is in that split; above the imported folder nothing counts."""
+    if root is None:
+        return split_of(path)
+    folders = [root.name, *path.relative_to(root).parent.parts]
+    return next((SPLITS[f.lower()] for f in reversed(folders) if f.lower() in SPLITS), None)
+
+
+def discover(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str | None]], list[Path]]:
+    """(transcript file, split) pairs and YouTube metadata lists under `paths`. Folders are
+    searched recursively, hidden entries skipped; a file reached twice is read once; the order
+    is sorted so that imports are deterministic."""
+    transcripts: list[tuple[Path, str | None]] = []
     lists: list[Path] = []
+    seen: set[Path] = set()
     for p in map(Path, paths):
         if p.is_dir():
             found = sorted(
@@ -58,12 +71,19 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
                 if f.is_file() and f.suffix.lower() == ".csv"
                 and not any(part.startswith(".") for part in f.relative_to(p).parts)
             )
+            root: Path | None = p
         elif p.exists():
-            found = [p]
+            found, root = [p], None
         else:
             raise InputError(p, None, "no such file or folder")
         for f in found:
-            (lists if f.name == YOUTUBE_LIST else transcripts).append(f)
+            if f.resolve() in seen:
+                continue
+            seen.add(f.resolve())
+            if f.name == YOUTUBE_LIST:
+                lists.append(f)
+            else:
+                transcripts.append((f, _split(f, root)))
     return transcripts, lists
 
 
@@ -86,7 +106,13 @@ def import_transcripts(
     summary = ImportSummary()
     youtube: dict[str, dict] = {}
     for lst in [*lists, *map(Path, metadata)]:
-        youtube.update(load_youtube_list(lst))
+        try:
+            youtube.update(load_youtube_list(lst))
+        except InputError as e:
+            if strict:
+                raise
+            summary.add(Problem(str(lst), e.line, "file", e.message))
+            continue
         summary.metadata_files.append(str(lst))
 
     scenarios: list[Scenario] = []
@@ -103,34 +129,35 @@ def import_transcripts(
 
 
 def _read_all(
-    files: list[Path],
+    files: list[tuple[Path, str | None]],
     scenarios: list[Scenario],
     summary: ImportSummary,
     youtube: dict[str, dict],
     strict: bool,
     progress: Callable[[int, int], None] | None,
 ) -> None:
-    seen: dict[str, int] = {}
-    for i, f in enumerate(files, start=1):
-        result = read_transcript(f)
+    used: set[str] = set()
+    for i, (f, split) in enumerate(files, start=1):
+        result = read_transcript(f, split=split)
         for problem in result.problems:
             if strict:
                 raise InputError(problem.path, problem.line, problem.message)
             summary.add(problem)
         sc = result.scenario
         if sc is not None:
-            if sc.id in seen:  # same file name in two folders: keep both, ids stay unique
-                seen[sc.id] += 1
-                new_id = f"{sc.id}~{seen[sc.id]}"
-                msg = f"scenario id {sc.id!r} already used by another file; imported as {new_id!r}"
+            if sc.id in youtube:
+                sc.meta.update(youtube[sc.id])
+            if sc.id in used:  # the same file name in two folders: keep both, ids stay unique
+                n = 2
+                while f"{sc.id}~{n}" in used:
+                    n += 1
+                msg = (f"scenario id {sc.id!r} already used by another file; imported as "
+                       f"'{sc.id}~{n}'")
                 if strict:
                     raise InputError(f, None, msg)
                 summary.warnings.append(Problem(str(f), None, "warning", msg))
-                sc.id = new_id
-            else:
-                seen[sc.id] = 1
-            if sc.id in youtube:
-                sc.meta.update(youtube[sc.id])
+                sc.id = f"{sc.id}~{n}"
+            used.add(sc.id)
             scenarios.append(sc)
         if progress:
             progress(i, len(files))

@@ -20,10 +20,15 @@ from dataclasses import dataclass
 
 from deescalwild.core import Role
 from deescalwild.corpus.roles.features import AUDIENCE
+from deescalwild.corpus.roles.lexicon import OFFICER_TITLES, TITLE_ABBREVIATIONS
 
-_TITLE = (r"(?i:officer|deputy|sergeant|trooper|detective|lieutenant|corporal|agent|sheriff|"
-          r"chief|captain|inspector|patrolman|constable|marshal|(?:ofc|sgt|det|lt|cpl|dep)\.?)")
-_HONORIFIC = r"(?i:mr|mrs|ms|miss|mister)\.?"
+_TITLE = "(?i:" + "|".join(sorted(OFFICER_TITLES | TITLE_ABBREVIATIONS)) + r")\.?"
+_TITLED = re.compile(rf"\b({_TITLE})[ \t]+((?:[A-Z][\w'-]+[ \t]+)?[A-Z][\w'-]+)")
+_TITLED_LABEL = re.compile(rf"^\[?({_TITLE})\s+([^\]]+?)\]?$")
+_TITLE_WORDS = OFFICER_TITLES | TITLE_ABBREVIATIONS
+_HONORIFICS = frozenset(["mr", "mrs", "ms", "miss", "mister"])
+_ABBREVIATIONS = TITLE_ABBREVIATIONS | {"mr", "mrs", "ms"}
+_SELF_INTRO = re.compile(r"\b(?:i'?m|i am|this is|my name is|name's|it's)(?: a| an)?$")
 # Tokens too common as words (or too generic) to be matched as a name.
 _NOT_NAMES = frozenset([
     "the", "and", "man", "woman", "male", "female", "guy", "lady", "speaker", "voice",
@@ -42,20 +47,11 @@ class Cue:
 
 
 def name_tokens(label: str) -> list[str]:
-    """Name-like tokens of a plain-name label ("Sam Brammer" → ["Sam", "Brammer"])."""
+    """Name-like tokens of a plain-name label in order, capitalised as names are written
+    ("sam brammer" → ["Sam", "Brammer"])."""
     toks = re.findall(r"[^\W\d_][\w'-]+", label)
-    return [t for t in toks if len(t) >= 3 and t.lower() not in _NOT_NAMES]
-
-
-_TITLED = re.compile(rf"\b({_TITLE})[ \t]+((?:[A-Z][\w'-]+[ \t]+)?[A-Z][\w'-]+)")
-_TITLED_LABEL = re.compile(rf"^\[?({_TITLE})\s+([^\]]+?)\]?$")
-_TITLE_WORDS = frozenset([
-    "officer", "deputy", "sergeant", "trooper", "detective", "lieutenant", "corporal", "agent",
-    "sheriff", "chief", "captain", "inspector", "patrolman", "constable", "marshal", "ofc",
-    "sgt", "det", "lt", "cpl", "dep",
-])
-_HONORIFIC_WORDS = frozenset(["mr", "mrs", "ms", "miss", "mister"])
-_ABBREVIATIONS = frozenset(["mr", "mrs", "ms", "sgt", "det", "lt", "ofc", "cpl", "dep"])
+    keep = [t[0].upper() + t[1:] for t in toks if len(t) >= 3 and t.lower() not in _NOT_NAMES]
+    return list(dict.fromkeys(keep))
 
 
 def _title_key(word: str) -> str:
@@ -65,9 +61,6 @@ def _title_key(word: str) -> str:
     if w.endswith("."):
         return w[:-1] if w[:-1] in _ABBREVIATIONS else ""
     return "" if not w[-1:].isalpha() else w
-
-
-_SELF_INTRO = re.compile(r"\b(?:i'?m|i am|this is|my name is|name's|it's)(?: a| an)?$")
 
 
 @dataclass(slots=True)
@@ -94,11 +87,9 @@ class Mentions:
         self.ends = list(itertools.accumulate(map(operator.add, map(len, texts),
                                                   itertools.repeat(1))))
 
-    def _speaker_at(self, pos: int) -> str:
-        return self.turns[bisect.bisect_right(self.ends, pos)].speaker
-
-    def named(self, tokens: set[str], label: str) -> Naming:
-        """How `label`'s name tokens are used with a title or an honorific in the scenario."""
+    def named(self, tokens: list[str], label: str) -> Naming:
+        """How `label`'s name tokens are used with a title or an honorific in the scenario.
+        Tokens are tried in order, so the answer does not depend on hashing."""
         found = Naming()
         text = self.text
         for tok in tokens:
@@ -113,19 +104,22 @@ class Mentions:
         return found
 
     def _look_before(self, i: int, tok: str, label: str, found: Naming) -> None:
-        # the one or two words before the name: "Officer Bruno", "Sgt. Sam Brammer"
-        before = self.text[max(0, i - 60):i]
+        # the one or two words before the name, within the same turn: "Officer Bruno",
+        # "Sgt. Sam Brammer"
+        k = bisect.bisect_right(self.ends, i)
+        turn_start = self.ends[k - 1] if k else 0
+        before = self.text[max(turn_start, i - 60):i]
         words = before.rsplit(None, 2)[-2:]
         keys = [_title_key(w) for w in words]
         last = keys[-1] if keys else ""
-        honorific = last in _HONORIFIC_WORDS
+        honorific = last in _HONORIFICS
         title = last in _TITLE_WORDS or (
             len(keys) == 2 and keys[0] in _TITLE_WORDS and words[1][:1].isupper())
         if not (title or honorific):
             return
         near = words[-1:] if (honorific or last in _TITLE_WORDS) else words
         said = " ".join([*near, tok])
-        if self._speaker_at(i) != label:
+        if self.turns[k].speaker != label:
             if title and found.titled is None:
                 found.titled = said
             if honorific and found.honored is None:
@@ -144,8 +138,8 @@ def named_cues(label: str, mentions: Mentions, other_labels: list[str],
     toks = name_tokens(label)
     if not toks:
         return []
-    tokset = {t[0].upper() + t[1:] for t in toks}
-    naming = mentions.named(tokset, label)
+    folded = {t.casefold() for t in toks}
+    naming = mentions.named(toks, label)
     cues: list[Cue] = []
     if naming.titled:
         cues.append(Cue(Role.OFFICER, f"others say '{naming.titled}'"))
@@ -153,17 +147,18 @@ def named_cues(label: str, mentions: Mentions, other_labels: list[str],
         cues.append(Cue(Role.OFFICER, f"introduces themself as '{naming.introduced}'"))
     for lab in other_labels:
         m = _TITLED_LABEL.match(lab)
-        if m and tokset.intersection(m.group(2).split()):
+        if m and folded.intersection(m.group(2).casefold().split()):
             cues.append(Cue(Role.OFFICER, f"same name as the label '{lab}'"))
             break
     if naming.honored:
         cues.append(Cue(Role.CIVILIAN, f"others say '{naming.honored}'"))
     if video_title:
         m = next((m for m in _TITLED.finditer(video_title)
-                  if tokset.intersection(m.group(2).split())), None)
+                  if folded.intersection(m.group(2).casefold().split())), None)
         if m:
             cues.append(Cue(Role.OFFICER, f"video title says '{m.group(0)}'"))
-        elif len(toks) > 1 and toks[-1].lower() in re.findall(r"[\w'-]+", video_title.lower()):
+        elif len(toks) > 1 and toks[-1].casefold() in re.findall(r"[\w'-]+",
+                                                                 video_title.casefold()):
             cues.append(Cue(Role.CIVILIAN, "the video's title is about them"))
     return cues
 

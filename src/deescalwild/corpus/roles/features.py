@@ -30,8 +30,6 @@ NUMERIC_NAMES = (  # shape_features, then neighbour_features
     *(f"next_to_{r.value}" for r in ROLE_ORDER), "next_to_unresolved",
     "scenario_has_officer", "scenario_has_civilian",
 )
-_TITLE = (r"officer|deputy|sergeant|trooper|detective|lieutenant|corporal|agent|sheriff|"
-          r"chief|captain|inspector|patrolman|constable|marshal")
 AUDIENCE = re.compile(  # talk to the video's audience, not to anyone in the scene
     r"\b(?:(?:hi|hey|hello)(?: there)?,? (?:everyone|everybody|folks)"
     r"|welcome(?: back)? to (?:the|my|our|this) (?:channel|show|stream|video|podcast|episode)"
@@ -67,8 +65,8 @@ class Speaker:
 def speakers_of(sc: Scenario) -> list[Speaker]:
     """Speakers in order of first appearance."""
     by_label: dict[str, list[int]] = {}
-    for t in sc.turns:
-        by_label.setdefault(t.speaker, []).append(t.index)
+    for i, t in enumerate(sc.turns):  # positions, not t.index: curation may drop turns
+        by_label.setdefault(t.speaker, []).append(i)
     return [Speaker(sc, label, idx) for label, idx in by_label.items()]
 
 

@@ -40,12 +40,17 @@ _RULES: list[tuple[str, Role, float]] = [
     (r"(?:police|sheriff'?s?) radio|radio (?:voice|traffic|chatter)|operator", D, 0.75),
     # security is not police
     (r"(?:asset protection|loss prevention|security)(?: \w+)*", B, 0.9),
+    (r"guards?|bouncer", B, 0.7),
     (r"retired (?:police )?(?:officer|deputy|cop)|off[- ]duty (?:officer|cop)", B, 0.8),
     (r"(?:officer|deputy|police)'?s? (?:partner|colleague)|(?:partner|colleague) of (?:the )?"
      r"(?:police )?(?:officer|deputy)", O, 0.95),
     (r"(?:insurance|bail bonds?|real estate|travel|ticket) (?:agent|agents|bondsman)|"
      r"bail bonds?man|bail bond client", B, 0.85),
     (r"crime scene (?:investigator|technician|tech)|medical examiner|coroner", O, 0.8),
+    (r"fire (?:chief|captain|marshal|lieutenant|department|dept|fighter|rescue|inspector)|"
+     r"building inspector|code enforcement(?: \w+)?", B, 0.85),
+    (r"(?:prison|jail|detention|correctional|corrections) (?:guard|officer|deputy|staff)", O,
+     0.95),
     (r"law enforcement(?: officer)?|sheriff'?s (?:office|department)|police department|"
      r"highway patrol|state patrol|state police|border patrol|military police", O, 0.98),
     (r"(?:police|patrol|k-?9|swat|motor|probation|parole|corrections|correctional|peace|"
@@ -56,6 +61,7 @@ _RULES: list[tuple[str, Role, float]] = [
      r"marshal|marshals|special agent|federal agent|fbi|dea|atf|agent|investigators?|"
      r"interrogators?|k-?9|swat|bailiff|jailer|jail staff|correctional|game warden|"
      r"park ranger|ranger|chief", O, 0.97),
+    (r"inspector", O, 0.7),
     (r"(?:air|ground|helicopter) (?:unit|support|deputy|officer)|helicopter (?:pilot|observer|"
      r"operator)", O, 0.9),
     # narrators: speech to the audience
@@ -94,13 +100,18 @@ _RULES: list[tuple[str, Role, float]] = [
 _ANY_RULE = re.compile("|".join(rf"(?<![\w'])(?P<r{i}>{p})(?![\w])"
                                 for i, (p, _, _) in enumerate(_RULES)))
 
-_TITLES = (r"officer|ofc|deputy|dep|sergeant|sgt|trooper|tpr|detective|det|lieutenant|lt|"
-           r"captain|capt|corporal|cpl|agent|special agent|chief|sheriff|patrolman|constable|"
-           r"marshal|inspector|investigator|police officer")
+# Police titles that stand before a name ("Deputy Wills", "Sgt. Brammer"); cues.py uses them too.
+OFFICER_TITLES = frozenset([
+    "officer", "deputy", "sergeant", "trooper", "detective", "lieutenant", "captain", "corporal",
+    "agent", "chief", "sheriff", "patrolman", "constable", "marshal", "inspector", "investigator",
+])
+TITLE_ABBREVIATIONS = frozenset(["ofc", "dep", "sgt", "tpr", "det", "lt", "capt", "cpl", "insp"])
+_TITLES = "|".join(sorted(OFFICER_TITLES | TITLE_ABBREVIATIONS | {"special agent",
+                                                                  "police officer"}))
 _TITLED_NAME = re.compile(rf"^(?:{_TITLES})\.?\s+(?:[a-z][\w'.-]*|\d+|\?)(?:\s+[a-z][\w'.-]*)*$")
 _HONORIFIC = re.compile(r"^(?:mr|mrs|ms|miss|mister)\.?\s+\w")
-_CALL_SIGN = re.compile(r"^(?:adam|baker|charlie|david|delta|echo|edward|frank|lincoln|mary|"
-                        r"nora|ocean|paul|sam|tom|unit|car|medic)\s*-?\s*\d+$")
+_CALL_SIGN = re.compile(r"^(?:adam|alpha|baker|bravo|charlie|delta|echo|lincoln|nora|ocean|sierra|"
+                        r"tango|victor|unit|car|patrol|traffic)\s*-?\s*\d+$")
 _GENERIC = re.compile(
     r"^(?:unidentified|unknown|unnamed|other|another|second|third|first)?\s*(?:speaker|voice|"
     r"person|individual|man|woman|male|female|adult|guy|lady|boy|girl|someone|people|"
@@ -137,16 +148,18 @@ class LabelVerdict:
 def normalize_label(label: str) -> str:
     """Lower-case, brackets, quotes and outer punctuation removed, whitespace collapsed."""
     s = unicodedata.normalize("NFKC", label).lower()
-    s = s.replace("’", "'").replace("‘", "'")
+    s = s.replace("’", "'").replace("‘", "'").replace("_", " ")  # SPEAKER_00 -> speaker 00
     s = re.sub(r"[\[\]{}\"]", " ", s)
     s = re.sub(r"\s+", " ", s).strip(" .,:;!-")
     return s
 
 
 def _head_and_descriptors(s: str) -> tuple[str, list[str]]:
-    """Split "caller, mother of the suspect (on phone)" into head "caller" and descriptors."""
+    """Split "caller, mother of the suspect (on phone)" into head "caller" and descriptors
+    ("mother of the suspect", "on phone")."""
+    asides = re.findall(r"\(([^)]*)\)", s)
     s = re.sub(r"\([^)]*\)", " ", s)
-    parts = [p.strip() for p in re.split(r",|;| - ", s) if p.strip()]
+    parts = [p.strip() for p in re.split(r",|;| - ", s) if p.strip()] + asides
     if not parts:
         return "", []
     head = parts[0]
@@ -166,7 +179,7 @@ def _first_rule(text: str) -> tuple[Role, float, str] | None:
 
 
 def _alternatives(head: str) -> list[str]:
-    return [a.strip() for a in re.split(r"/| or ", head) if a.strip()]
+    return [a.strip() for a in re.split(r"/| or | and |&", head) if a.strip()]
 
 
 @lru_cache(maxsize=65536)
@@ -176,10 +189,11 @@ def classify_label(label: str) -> LabelVerdict:
     if not s:
         return LabelVerdict(None, 0.0, "generic")
     s_nonum = re.sub(r"\s*#?\d+$", "", s)  # "officer 2", "male 2", "homeowner 1"
-    if _TITLED_NAME.match(s) and not _first_rule_is_other_than_officer(s):
+    # "Deputy Wills", "Officer 2", but not "Officer Smith's wife" nor "Officer and suspect"
+    if _TITLED_NAME.match(s) and "'s " not in s and _first_rule(s.split(None, 1)[1]) is None:
         return LabelVerdict(O, 0.98, "titled_name", s.split()[0])
     if _CALL_SIGN.match(s):
-        return LabelVerdict(O, 0.8, "role_word", s)
+        return LabelVerdict(O, 0.7, "role_word", s)
 
     m = _DEVICE.search(s)
     if m:
@@ -210,12 +224,10 @@ def classify_label(label: str) -> LabelVerdict:
             return LabelVerdict(O, 0.6, "generic", head)
         return LabelVerdict(None, 0.0, "generic")
 
+    # a name with its role beside it: "John (suspect)", "Mike, the driver"
+    v = next((v for v in map(_first_rule, descriptors) if v is not None), None)
+    if v is not None:
+        return LabelVerdict(v[0], v[1], "role_word", v[2])
     if _HONORIFIC.match(s):
         return LabelVerdict(C, 0.7, "name", s.split()[0])
     return LabelVerdict(None, 0.0, "name")
-
-
-def _first_rule_is_other_than_officer(s: str) -> bool:
-    """"Officer reporting a suspect" is titled-name shaped but still an officer; "Deputy's wife"
-    is not an officer at all."""
-    return bool(re.match(r"^\w+'s?\s", s))

@@ -99,9 +99,16 @@ class RoleModel:
 
     @classmethod
     def fit(cls, vocab_own: dict[str, int], vocab_around: dict[str, int], views: Views,
-            y: list[Role], c: float = 2.0, seed: int = 0,
-            meta: dict[str, Any] | None = None) -> RoleModel:
-        from sklearn.linear_model import LogisticRegression
+            y: list[Role], c: float, meta: dict[str, Any] | None = None) -> RoleModel:
+        """L2-regularised multinomial logistic regression (lbfgs: deterministic), with classes
+        weighted so that the many officers do not drown the few dispatchers."""
+        try:
+            from sklearn.linear_model import LogisticRegression
+        except ImportError as e:
+            from deescalwild.errors import DeescalwildError
+
+            raise DeescalwildError("training a role model needs scikit-learn: "
+                                   "pip install 'deescalwild[train]'") from e
 
         model = cls(vocab_own, vocab_around, np.zeros(0), np.zeros(0), dict(meta or {}))
         x = model.design(views)
@@ -109,7 +116,7 @@ class RoleModel:
         if len(present) < 3:
             raise ValueError("need role-labelled speakers of at least three roles to train")
         target = np.array([present.index(r) for r in y])
-        lr = LogisticRegression(C=c, max_iter=3000, class_weight="balanced", random_state=seed)
+        lr = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
         lr.fit(x, target)
         model.coef = np.zeros((len(ROLE_ORDER), x.shape[1]), dtype=np.float32)
         model.intercept = np.full(len(ROLE_ORDER), -30.0, dtype=np.float32)  # absent: never
@@ -149,8 +156,13 @@ class RoleModel:
                     text = str(z[key])
                     return {t: i for i, t in enumerate(text.split("\n"))} if text else {}
 
-                return cls(vocab("vocab_own"), vocab("vocab_around"),
-                           z["coef"].astype(np.float32), z["intercept"].astype(np.float32),
-                           meta, tuple(Role(c) for c in meta["classes"]))
+                own, around = vocab("vocab_own"), vocab("vocab_around")
+                coef, intercept = z["coef"].astype(np.float32), z["intercept"].astype(np.float32)
+                width = len(own) + len(around) + len(NUMERIC_NAMES)
+                if coef.shape != (len(ROLE_ORDER), width) or intercept.shape != (len(ROLE_ORDER),):
+                    raise InputError(path, None, f"role model arrays have shape {coef.shape}, "
+                                     f"expected ({len(ROLE_ORDER)}, {width})")
+                return cls(own, around, coef, intercept, meta,
+                           tuple(Role(c) for c in meta["classes"]))
         except (OSError, ValueError, KeyError) as e:
             raise InputError(path, None, f"cannot load role model: {e}") from e

@@ -116,12 +116,14 @@ def posteriors(pending: Sequence[Item], model: RoleModel, passes: int = PASSES,
                        if use_priors else np.ones(len(ROLE_ORDER)) for it in pending])
     probs = np.zeros((len(pending), len(ROLE_ORDER)))
     for k in range(passes):
+        if k:  # the next pass sees this pass's roles of the neighbours
+            for it, row in zip(pending, probs):
+                best = int(row.argmax())
+                it.known[it.speaker.label] = (ROLE_ORDER[best] if row[best] >= MIN_CONFIDENCE
+                                              else None)
         v = first if k == 0 else views(pending, own, around)
         probs = model.predict_proba(v, encoded) * priors
         probs /= probs.sum(axis=1, keepdims=True)
-        for it, row in zip(pending, probs):  # the next pass sees this pass's roles
-            best = int(row.argmax())
-            it.known[it.speaker.label] = ROLE_ORDER[best] if row[best] >= MIN_CONFIDENCE else None
     return probs
 
 
