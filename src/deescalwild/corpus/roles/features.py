@@ -45,8 +45,6 @@ _AUDIENCE_KEYS = ("everyone", "everybody", "folks", "welcome", "subscribe", "thi
                   "sponsor", "right back to", "get you back to")
 
 
-
-
 def addresses_audience(own: str) -> bool:
     """Does the speaker talk to the video's audience (see `AUDIENCE`)?"""
     low = own.lower()
@@ -74,6 +72,8 @@ def _capped_join(texts: list[str], cap: int) -> str:
     """Join texts up to `cap` characters, sampling evenly across the list so that a long
     speaker is represented from start to end, not just by their first minute."""
     total = sum(len(t) for t in texts)
+    if cap <= 0:
+        return ""
     if total <= cap:
         return " ".join(texts)
     out, used = [], 0

@@ -2,8 +2,9 @@
 
 Order of evidence, strongest first (docs/roles.md):
 1. `label`: the label states the role (`[Police Officer]`, `Deputy Wills`, `[Suspect]`).
-2. `context`: the conversation names them (the others call them "Officer Bruno", another label
-   of the video is "Officer Bruno", the video's title is about them).
+2. `context`: the conversation names them (the others call them "Officer Bruno" or "Mr. Robbins",
+   another label of the video is "Officer Bruno", they say "I'm Sergeant Roberts", the video's
+   title names them), they greet the video's audience, or they are the channel's recurring host.
 3. `model`: the classifier trained on the corpus's own role-labelled speakers reads what they say,
    what is said around them and where they sit in the conversation. How roles are usually spread
    among plain names or generic labels enters as a prior, and so does a weak label
