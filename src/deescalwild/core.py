@@ -129,9 +129,9 @@ class Scenario:
     meta: dict[str, Any] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
 
-    def to_dict(self, shallow: bool = False) -> dict[str, Any]:
-        """The JSON record; `shallow` leaves out speakers and turns (the writer adds them)."""
-        d: dict[str, Any] = {
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON record (docs/formats.md)."""
+        return {
             "schema": CORPUS_SCHEMA,
             "id": self.id,
             "platform": self.platform,
@@ -139,11 +139,9 @@ class Scenario:
             "source": self.source,
             "meta": self.meta,
             "flags": self.flags,
+            "speakers": {k: v.to_dict() for k, v in self.speakers.items()},
+            "turns": [t.to_dict() for t in self.turns],
         }
-        if not shallow:
-            d["speakers"] = {k: v.to_dict() for k, v in self.speakers.items()}
-            d["turns"] = [t.to_dict() for t in self.turns]
-        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Scenario:
@@ -186,10 +184,7 @@ def write_corpus(path: str | Path, scenarios: Iterable[Scenario]) -> int:
     n = 0
     with atomic_write(path, "wb") as fh, gc_paused():
         for sc in scenarios:
-            # orjson serialises the Turn and SpeakerRole dataclasses itself, by field, exactly as
-            # their to_dict() would, without building a dict per turn
-            record = {**sc.to_dict(shallow=True), "speakers": sc.speakers, "turns": sc.turns}
-            fh.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+            fh.write(orjson.dumps(sc.to_dict(), option=orjson.OPT_APPEND_NEWLINE))
             n += 1
     return n
 
