@@ -115,16 +115,17 @@ def posteriors(pending: Sequence[Item], model: RoleModel, passes: int = PASSES,
     encoded = model.encode(first)
     priors = np.stack([model.kind_prior(it.verdict.kind) * label_prior(it.verdict)
                        if use_priors else np.ones(len(ROLE_ORDER)) for it in pending])
-    probs = np.zeros((len(pending), len(ROLE_ORDER)))
-    for k in range(passes):
-        if k:  # the next pass sees this pass's roles of the neighbours
-            for it, row in zip(pending, probs):
-                best = int(row.argmax())
-                it.known[it.speaker.label] = (ROLE_ORDER[best] if row[best] >= MIN_CONFIDENCE
-                                              else None)
-        v = first if k == 0 else views(pending, own, around)
-        probs = model.predict_proba(v, encoded) * priors
-        probs /= probs.sum(axis=1, keepdims=True)
+
+    def predict(v: Views) -> np.ndarray:
+        p = model.predict_proba(v, encoded) * priors
+        return p / p.sum(axis=1, keepdims=True)
+
+    probs = predict(first)
+    for _ in range(passes - 1):  # each further pass sees the previous pass's neighbour roles
+        for it, row in zip(pending, probs):
+            best = int(row.argmax())
+            it.known[it.speaker.label] = ROLE_ORDER[best] if row[best] >= MIN_CONFIDENCE else None
+        probs = predict(views(pending, own, around))
     return probs
 
 
