@@ -17,16 +17,20 @@ $(BIN)/python:
 
 # stamp files: reinstall only when the package metadata changes
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[release]'
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@ $(VENV)/.installed
 
+# the whole data path on the embedded sample: import -> curate -> split -> release
 demo: $(VENV)/.installed
 	$(BIN)/deescalwild corpus import --sample -o $(OUT)/sample.jsonl
-	$(BIN)/deescalwild corpus stats $(OUT)/sample.jsonl
+	$(BIN)/deescalwild curate $(OUT)/sample.jsonl -o $(OUT)/curated.jsonl --report $(OUT)/curate_report.json
+	$(BIN)/deescalwild split $(OUT)/curated.jsonl -o $(OUT)/split.jsonl --strategy clean --seed 0 --report $(OUT)/split_report.json
+	$(BIN)/deescalwild release $(OUT)/split.jsonl -o $(OUT)/release --no-pseudonymize
+	$(BIN)/deescalwild corpus stats $(OUT)/split.jsonl
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks scripts
@@ -36,6 +40,7 @@ test: lint
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/import_speed.py
+	$(BIN)/python benchmarks/curate_speed.py
 
 docs: $(VENV)/.installed
 	$(BIN)/python scripts/cli_docs.py > docs/cli.md

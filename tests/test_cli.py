@@ -22,18 +22,18 @@ def run(args, capsys):
 def test_import_sample_then_stats_json(tmp_path, capsys):
     out = tmp_path / "sample.jsonl"
     code, _, err = run(["corpus", "import", "--sample", "-o", str(out)], capsys)
-    assert code == 0 and "16 scenarios, 445 turns" in err
+    assert code == 0 and "19 scenarios, 499 turns" in err
     code, stdout, _ = run(["corpus", "stats", str(out), "--json"], capsys)
     assert code == 0
     stats = json.loads(stdout)
     for key in ("scenarios", "turns", "words", "roles", "platforms", "splits", "speakers",
                 "resolution"):
         assert key in stats
-    assert (stats["scenarios"], stats["turns"]) == (16, 445)
-    assert stats["splits"] == {"train": 12, "test": 4}
-    assert sum(stats["roles"].values()) == 445
+    assert (stats["scenarios"], stats["turns"]) == (19, 499)
+    assert stats["splits"] == {"train": 15, "test": 4}
+    assert sum(stats["roles"].values()) == 499
     assert stats["roles"]["officer"] > stats["roles"]["bystander"] > 0
-    assert sum(stats["resolution"].values()) == stats["speaker_instances"] == 55
+    assert sum(stats["resolution"].values()) == stats["speaker_instances"] == 63
 
 
 def test_stats_table_and_plot(tmp_path, capsys):
@@ -122,7 +122,7 @@ def test_train_eval_check_and_use_a_role_model(tmp_path, capsys):
                         "--cv-folds", "3"], capsys)
     assert code == 0
     meta = json.loads(out)
-    assert meta["scenarios"] == 16 and meta["cross_validation"]["folds"] == 3
+    assert meta["scenarios"] == 19 and meta["cross_validation"]["folds"] == 3
     assert meta["git_commit"] is None or len(meta["git_commit"]) >= 40
     code, out, _ = run(["corpus", "roles", "eval", str(raw), "--folds", "3"], capsys)
     assert code == 0 and 0.0 <= json.loads(out)["accuracy"] <= 1.0

@@ -12,6 +12,7 @@ import click
 
 from deescalwild import __version__
 from deescalwild.corpus.cli import corpus
+from deescalwild.curate.cli import curate_cmd, release_cmd, split_cmd
 from deescalwild.errors import DeescalwildError
 
 
@@ -29,6 +30,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 cli.add_command(corpus)
+cli.add_command(curate_cmd)
+cli.add_command(split_cmd)
+cli.add_command(release_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

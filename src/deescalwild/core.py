@@ -189,9 +189,13 @@ def write_corpus(path: str | Path, scenarios: Iterable[Scenario]) -> int:
     return n
 
 
-def read_json_lines(path: str | Path, what: str = "record") -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line of a JSON Lines file; anything but a JSON
-    object raises `InputError` naming the file and the line."""
+def read_json_lines(path: str | Path, what: str = "record",
+                    problems: list[InputError] | None = None) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSON Lines file.
+
+    A line that is not a JSON object raises `InputError` naming the file and the line; when
+    `problems` is a list, the error is appended there instead and reading goes on.
+    """
     path = Path(path)
     try:
         fh = path.open("rb")
@@ -204,19 +208,33 @@ def read_json_lines(path: str | Path, what: str = "record") -> Iterator[tuple[in
             try:
                 d = orjson.loads(raw)
             except orjson.JSONDecodeError as e:
-                raise InputError(path, lineno, f"expected one JSON object per line ({e})") from e
+                err = InputError(path, lineno, f"expected one JSON object per line ({e})")
+                if problems is None:
+                    raise err from e
+                problems.append(err)
+                continue
             if not isinstance(d, dict):
-                raise InputError(path, lineno, f"expected a JSON object (one {what} per line)")
+                err = InputError(path, lineno, f"expected a JSON object (one {what} per line)")
+                if problems is None:
+                    raise err
+                problems.append(err)
+                continue
             yield lineno, d
 
 
-def read_corpus(path: str | Path) -> Iterator[Scenario]:
-    """Yield scenarios from a corpus file; a bad line raises `InputError` naming file and line."""
-    for lineno, d in read_json_lines(path, "scenario"):
+def read_corpus(path: str | Path, problems: list[InputError] | None = None) -> Iterator[Scenario]:
+    """Yield scenarios from a corpus file. A bad line raises `InputError` naming file and line;
+    with a `problems` list, bad lines are recorded there and skipped (the caller reports them)."""
+    for lineno, d in read_json_lines(path, "scenario", problems):
         schema = d.get("schema")
         if schema != CORPUS_SCHEMA:
-            raise InputError(path, lineno, f"expected schema {CORPUS_SCHEMA!r}, found {schema!r}")
-        try:
-            yield Scenario.from_dict(d)
-        except (KeyError, TypeError, ValueError) as e:
-            raise InputError(path, lineno, f"malformed scenario record: {e!r}") from e
+            err = InputError(path, lineno, f"expected schema {CORPUS_SCHEMA!r}, found {schema!r}")
+        else:
+            try:
+                yield Scenario.from_dict(d)
+                continue
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                err = InputError(path, lineno, f"malformed scenario record: {e!r}")
+        if problems is None:
+            raise err
+        problems.append(err)

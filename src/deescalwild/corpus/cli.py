@@ -48,12 +48,13 @@ def import_cmd(paths: tuple[Path, ...], output: Path, sample: bool, strict: bool
     from deescalwild.atomic import atomic_write
     from deescalwild.corpus.importer import IMPORT_SUMMARY_SCHEMA, import_to_file
     from deescalwild.corpus.sample import sample_path
+    from deescalwild.progress import ProgressBar
 
     if not paths and not sample:
         raise click.UsageError("give transcript files or folders, or --sample")
     targets = [*paths, *([sample_path()] if sample else [])]
     console = _console()
-    with _progress(console) as progress:
+    with ProgressBar(console, "importing") as progress:
         summary = import_to_file(targets, output, strict=strict, metadata=metadata,
                                  resolve_roles=not no_roles, role_model=role_model,
                                  progress=progress)
@@ -65,29 +66,6 @@ def import_cmd(paths: tuple[Path, ...], output: Path, sample: bool, strict: bool
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
     _print_summary(console, summary, output)
-
-
-class _progress:
-    """A progress bar on a terminal; silent when stderr is not one."""
-
-    def __init__(self, console) -> None:
-        self.console = console
-        self.bar = None
-
-    def __enter__(self):
-        if not self.console.is_terminal:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self.bar = Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
-                            console=self.console, transient=True)
-        self.bar.start()
-        task = self.bar.add_task("files", total=None)
-        return lambda done, total: self.bar.update(task, completed=done, total=total)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def _print_summary(console, summary, output: Path) -> None:

@@ -44,13 +44,20 @@ def compute_stats(scenarios: Iterable[Scenario]) -> dict[str, Any]:
     words_per_turn: list[int] = []
     missing_start = backwards = 0
     turn_flags: Counter[str] = Counter()
+    turn_flag_words: Counter[str] = Counter()
     scenario_flags: Counter[str] = Counter()
+    curated = excluded_sc = excluded_turns = 0
     for sc in scenarios:
         n_sc += 1
         platforms[sc.platform or "unknown"] += 1
         splits[sc.split or "none"] += 1
         turns_per_scenario.append(len(sc.turns))
         scenario_flags.update(sc.flags)
+        cur = sc.meta.get("curation")
+        if isinstance(cur, dict):
+            curated += 1
+            excluded_sc += bool(cur.get("excluded"))
+            excluded_turns += len(cur.get("excluded_turns") or ())
         backwards += bool(sc.meta.get("timestamps_backwards"))
         for label, sr in sc.speakers.items():
             labels.add(label)
@@ -64,7 +71,10 @@ def compute_stats(scenarios: Iterable[Scenario]) -> dict[str, Any]:
             role_words[t.role.value] += w
             words_per_turn.append(w)
             missing_start += t.start is None
-            turn_flags.update(t.flags)
+            if t.flags:
+                turn_flags.update(t.flags)
+                for f in t.flags:
+                    turn_flag_words[f] += w
     order = [r.value for r in Role]
     return {
         "schema": STATS_SCHEMA,
@@ -83,7 +93,10 @@ def compute_stats(scenarios: Iterable[Scenario]) -> dict[str, Any]:
         "words_per_turn": _summary(words_per_turn),
         "timestamps": {"missing": missing_start, "scenarios_running_backwards": backwards},
         "flags": {"turns": dict(turn_flags.most_common()),
+                  "turn_words": dict(turn_flag_words.most_common()),
                   "scenarios": dict(scenario_flags.most_common())},
+        "curation": {"curated_scenarios": curated, "excluded_scenarios": excluded_sc,
+                     "excluded_turns": excluded_turns},
     }
 
 
@@ -119,7 +132,23 @@ def stats_tables(stats: dict[str, Any]) -> list:
     n_inst = max(1, stats["speaker_instances"])
     for ev, n in stats["resolution"].items():
         resolution.add_row(ev, f"{n:,}", f"{100 * n / n_inst:.1f}")
-    return [overview, roles, resolution]
+    tables = [overview, roles, resolution]
+    flags = stats["flags"]
+    if flags["turns"] or flags["scenarios"]:
+        cur = stats["curation"]
+        title = "Quality flags"
+        if cur["curated_scenarios"]:
+            title += (f" (policy excludes {cur['excluded_scenarios']:,} scenarios and "
+                      f"{cur['excluded_turns']:,} turns)")
+        ft = Table(title=title, title_justify="left")
+        for col in ("flag", "on", "count", "words"):
+            ft.add_column(col, justify="right" if col in ("count", "words") else "left")
+        for f, n in flags["turns"].items():
+            ft.add_row(f, "turns", f"{n:,}", f"{flags['turn_words'].get(f, 0):,}")
+        for f, n in flags["scenarios"].items():
+            ft.add_row(f, "scenarios", f"{n:,}", "")
+        tables.append(ft)
+    return tables
 
 
 def plot_stats(scenarios: list[Scenario], path: str | Path) -> None:
