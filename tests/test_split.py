@@ -10,12 +10,12 @@ import sys
 from collections import Counter
 
 import pytest
+from test_curate import scenario
 
 from deescalwild.cli import main
 from deescalwild.core import read_corpus, write_corpus
 from deescalwild.curate.splits import source_key, split_scenarios
 from deescalwild.errors import DeescalwildError
-from test_curate import scenario
 
 
 def story(k: int, n: int = 40) -> list[tuple[str, str]]:
