@@ -29,7 +29,7 @@ demo: $(VENV)/.installed
 	$(BIN)/deescalwild corpus import --sample -o $(OUT)/sample.jsonl
 	$(BIN)/deescalwild curate $(OUT)/sample.jsonl -o $(OUT)/curated.jsonl --report $(OUT)/curate_report.json
 	$(BIN)/deescalwild split $(OUT)/curated.jsonl -o $(OUT)/split.jsonl --strategy clean --seed 0 --report $(OUT)/split_report.json
-	$(BIN)/deescalwild release $(OUT)/split.jsonl -o $(OUT)/release --no-pseudonymize
+	$(BIN)/deescalwild release $(OUT)/split.jsonl -o $(OUT)/release
 	$(BIN)/deescalwild corpus stats $(OUT)/split.jsonl
 
 lint: $(VENV)/.installed-dev
