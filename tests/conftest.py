@@ -46,3 +46,9 @@ def write_csv(tmp_path):
 def real_data() -> Path | None:
     value = os.environ.get("DEESCALWILD_REAL_DATA")
     return Path(value) if value else None
+
+
+# Tests on the published transcripts are skipped, with a hint, when the data is absent.
+needs_real_data = pytest.mark.skipif(
+    real_data() is None, reason="set DEESCALWILD_REAL_DATA to the published DeEscalWild "
+    "transcripts (e.g. ../shared/data/deescalwild) to run")

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import real_data
+from conftest import needs_real_data, real_data
 
 from deescalwild.core import Evidence, Role, Scenario, SpeakerRole, Turn
 from deescalwild.corpus.roles.lexicon import classify_label
@@ -348,9 +348,6 @@ def test_same_output_under_any_hash_seed():
 # The published transcripts
 
 DATA = real_data()
-needs_real_data = pytest.mark.skipif(
-    DATA is None, reason="set DEESCALWILD_REAL_DATA to the published DeEscalWild transcripts "
-    "(e.g. ../shared/data/deescalwild) to run")
 _SKIP_WORDS = {"mr", "mrs", "ms", "miss", "mister", "dr", "doctor", "jr", "sr", "ii", "iii",
                "iv", "senior", "junior", "van", "de", "la", "del", "mac", "st"}
 

@@ -7,7 +7,7 @@ that folder exists); skipped otherwise. The data is never copied into this repos
 from pathlib import Path
 
 import pytest
-from conftest import real_data
+from conftest import needs_real_data, real_data
 
 from deescalwild.core import read_corpus, write_corpus
 from deescalwild.corpus.roles.check import check_roles, read_gold
@@ -15,11 +15,7 @@ from deescalwild.corpus.stats import compute_stats
 
 DATA = real_data()
 GOLD = Path(__file__).parent / "data" / "real_roles_gold.jsonl"
-pytestmark = [
-    pytest.mark.realdata,
-    pytest.mark.skipif(DATA is None, reason="set DEESCALWILD_REAL_DATA to the published "
-                       "DeEscalWild transcripts (e.g. ../shared/data/deescalwild) to run"),
-]
+pytestmark = [pytest.mark.realdata, needs_real_data]
 
 
 @pytest.fixture(scope="module")

@@ -6,17 +6,12 @@ split puts in both train and test. The floors are the measured counts, as regres
 """
 
 import pytest
-from conftest import real_data
+from conftest import needs_real_data, real_data
 
 from deescalwild.core import read_corpus, write_corpus
 
 DATA = real_data()
-pytestmark = [
-    pytest.mark.realdata,
-    pytest.mark.slow,
-    pytest.mark.skipif(DATA is None, reason="set DEESCALWILD_REAL_DATA to the published "
-                       "DeEscalWild transcripts (e.g. ../shared/data/deescalwild) to run"),
-]
+pytestmark = [pytest.mark.realdata, pytest.mark.slow, needs_real_data]
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,7 @@ def _turn_flags(sc: Scenario, norm: list[tuple[str, ...]],
         if not ws:
             found.setdefault(i, {})["empty"] = "no words"
             continue
-        if len(ws) >= th.repetition_min_repeats and (why := det.repetition_loop(ws, th)):
+        if why := det.repetition_loop(ws, th):
             found.setdefault(i, {})["repetition_loop"] = why
         if why := det.advertisement(t.text):
             found.setdefault(i, {})["advertisement"] = why
@@ -293,13 +293,13 @@ def curate_file(source: str | Path, output: str | Path, *, policy_path: str | Pa
         report = curate_scenarios(scenarios, policy, progress)
         privacy = None
         if pseudonymize:
+            from deescalwild.curate.privacy import PrivacyCounts
             from deescalwild.curate.privacy import pseudonymize as pseudo
 
-            counts = None
+            counts = PrivacyCounts()
             for sc in scenarios:
-                c = pseudo(sc)
-                counts = c if counts is None else counts.add(c) or counts
-            privacy = counts.to_dict() if counts is not None else None
+                counts.add(pseudo(sc))
+            privacy = counts.to_dict()
         recorded = {**policy.to_dict(), "source": Path(policy.source).name}
         for sc in scenarios:
             sc.meta.setdefault("curation", {})["policy"] = recorded
