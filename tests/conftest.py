@@ -11,9 +11,18 @@ HERE = Path(__file__).parent
 DATA = HERE / "data"
 
 
+@pytest.fixture(scope="session")
+def _session_home(tmp_path_factory):
+    return tmp_path_factory.mktemp("deescalwild_home")
+
+
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch):
+def _hermetic(monkeypatch, _session_home):
+    """Offline hub, and a user directory (caches, NLTK data) that is not the real one. The
+    directory is shared by the session so WordNet is prepared once; tests that need an empty
+    cache set DEESCALWILD_HOME themselves."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("DEESCALWILD_HOME", str(_session_home))
 
 
 @pytest.fixture(scope="session")

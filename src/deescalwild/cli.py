@@ -11,9 +11,12 @@ import sys
 import click
 
 from deescalwild import __version__
+from deescalwild.bench.cli import bench_cmd, cases_cmd, compare_cmd, eval_cmd
+from deescalwild.bench.metrics_cli import score_cmd
 from deescalwild.corpus.cli import corpus
 from deescalwild.curate.cli import curate_cmd, release_cmd, split_cmd
 from deescalwild.errors import DeescalwildError
+from deescalwild.responders.cli import responders
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,6 +36,12 @@ cli.add_command(corpus)
 cli.add_command(curate_cmd)
 cli.add_command(split_cmd)
 cli.add_command(release_cmd)
+cli.add_command(bench_cmd)
+cli.add_command(cases_cmd)
+cli.add_command(eval_cmd)
+cli.add_command(score_cmd)
+cli.add_command(compare_cmd)
+cli.add_command(responders)
 
 
 def main(argv: list[str] | None = None) -> int:

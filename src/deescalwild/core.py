@@ -238,3 +238,97 @@ def read_corpus(path: str | Path, problems: list[InputError] | None = None) -> I
         if problems is None:
             raise err
         problems.append(err)
+
+
+# --- benchmark items and replies -----------------------------------------------------------
+
+CASES_SCHEMA = "deescalwild.cases/1"
+
+
+@dataclass(slots=True)
+class Case:
+    """One benchmark item: the conversation so far and the civilian's real next turn.
+
+    `history` is chat messages, `{"role": "user"|"assistant", "content": str}`: officer speech is
+    `user`, the civilian's is `assistant` (docs/benchmark.md gives the folding rule for other
+    speakers). `context` is what a responder may know about the scene before it starts.
+    """
+
+    id: str
+    scenario_id: str
+    context: str
+    history: list[dict[str, str]]
+    reference: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": CASES_SCHEMA,
+            "id": self.id,
+            "scenario_id": self.scenario_id,
+            "context": self.context,
+            "history": self.history,
+            "reference": self.reference,
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Case:
+        c = cls(id=d["id"], scenario_id=d["scenario_id"], context=d.get("context") or "",
+                history=list(d["history"]), reference=d["reference"],
+                meta=dict(d.get("meta") or {}))
+        if not (isinstance(c.id, str) and isinstance(c.reference, str)
+                and all(isinstance(m, dict) and m.get("role") in ("user", "assistant")
+                        and isinstance(m.get("content"), str) for m in c.history)):
+            raise ValueError("expected string id and reference, and history messages "
+                             "{role: user|assistant, content: string}")
+        return c
+
+
+def read_cases(path: str | Path) -> Iterator[Case]:
+    """Yield cases from a cases file; a line of another schema or shape raises `InputError`."""
+    for lineno, d in read_json_lines(path, "case"):
+        schema = d.get("schema")
+        if schema != CASES_SCHEMA:
+            raise InputError(path, lineno, f"expected schema {CASES_SCHEMA!r}, found {schema!r} "
+                             "(make cases with `deescalwild cases SPLIT.jsonl -o cases.jsonl`)")
+        try:
+            yield Case.from_dict(d)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise InputError(path, lineno, f"malformed case record: {e}") from e
+
+
+def write_cases(path: str | Path, cases: Iterable[Case]) -> int:
+    """Write cases as JSON Lines, atomically."""
+    n = 0
+    with atomic_write(path, "wb") as fh:
+        for c in cases:
+            fh.write(orjson.dumps(c.to_dict(), option=orjson.OPT_APPEND_NEWLINE))
+            n += 1
+    return n
+
+
+@dataclass(slots=True)
+class Reply:
+    """What a responder said, and how long it took. `error` is set (and `text` empty) when the
+    backend failed: an error is counted, never scored as a reply."""
+
+    text: str
+    latency_s: float | None = None
+    first_token_s: float | None = None
+    tokens: int | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "latency_s": self.latency_s,
+                "first_token_s": self.first_token_s, "tokens": self.tokens, "error": self.error}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Reply:
+        return cls(text=d.get("text") or "", latency_s=d.get("latency_s"),
+                   first_token_s=d.get("first_token_s"), tokens=d.get("tokens"),
+                   error=d.get("error"))

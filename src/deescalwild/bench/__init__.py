@@ -1,0 +1,1 @@
+"""The benchmark: cases, metrics, evaluation, statistics and the report."""
