@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine (see README):
-#   make demo   the main job on the embedded sample corpus
+#   make demo   the main job on the embedded sample corpus: `deescalwild bench`, then a release
 #   make test   the test suite (lint + pytest)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -17,20 +17,18 @@ $(BIN)/python:
 
 # stamp files: reinstall only when the package metadata changes
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[release]'
+	$(BIN)/python -m pip install --quiet -e '.[bench,bertscore,release]'
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@ $(VENV)/.installed
 
-# the whole data path on the embedded sample: import -> curate -> split -> release
+# the main job on the embedded sample: import -> curate -> split -> cases -> eval -> leaderboard,
+# then the releasable dataset made from the same split
 demo: $(VENV)/.installed
-	$(BIN)/deescalwild corpus import --sample -o $(OUT)/sample.jsonl
-	$(BIN)/deescalwild curate $(OUT)/sample.jsonl -o $(OUT)/curated.jsonl --report $(OUT)/curate_report.json
-	$(BIN)/deescalwild split $(OUT)/curated.jsonl -o $(OUT)/split.jsonl --strategy clean --seed 0 --report $(OUT)/split_report.json
-	$(BIN)/deescalwild release $(OUT)/split.jsonl -o $(OUT)/release
-	$(BIN)/deescalwild corpus stats $(OUT)/split.jsonl
+	$(BIN)/deescalwild bench -o $(OUT)/bench
+	$(BIN)/deescalwild release $(OUT)/bench/split.jsonl -o $(OUT)/release
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks scripts
@@ -41,6 +39,8 @@ test: lint
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/import_speed.py
 	$(BIN)/python benchmarks/curate_speed.py
+	$(BIN)/python benchmarks/eval_speed.py
+	$(BIN)/python benchmarks/retrieval_speed.py
 
 docs: $(VENV)/.installed
 	$(BIN)/python scripts/cli_docs.py > docs/cli.md

@@ -78,10 +78,15 @@ def test_a_case_per_civilian_reply_to_an_officer_and_the_reference_never_in_hist
 
 def test_history_keeps_the_last_n_messages_and_ids_do_not_depend_on_it():
     full = list(scenario_cases(mixed(), history=0))
-    short = list(scenario_cases(mixed(), history=2))
-    assert [c.id for c in full] == [c.id for c in short]
-    assert len(full[1].history) == 5 and len(short[1].history) == 2
-    assert short[1].history == full[1].history[-2:]
+    short = list(scenario_cases(mixed(), history=3))
+    even = list(scenario_cases(mixed(), history=2))
+    assert [c.id for c in full] == [c.id for c in short] == [c.id for c in even]
+    assert len(full[1].history) == 5 and len(short[1].history) == 3
+    assert short[1].history == full[1].history[-3:]
+    # a window never opens on the civilian's side (strict chat templates refuse it)
+    assert even[1].history == full[1].history[-1:]
+    assert all(c.history[0]["role"] == "user" for n in (1, 2, 3, 4, 12)
+               for c in scenario_cases(mixed(), history=n))
 
 
 def test_excluded_scenarios_give_no_cases():

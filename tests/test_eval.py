@@ -32,11 +32,16 @@ class FlakyResponder(Responder):
         return Timer().reply(request.history[-1]["content"])
 
 
+INTERRUPT = [True]
+
+
 class InterruptingResponder(FlakyResponder):
+    """Like Ctrl-C after two batches, while INTERRUPT[0] holds."""
+
     prefix = "interrupt"
 
     def respond_batch(self, requests):
-        if len(CALLS) >= 4:
+        if INTERRUPT[0] and len(CALLS) >= 4:
             raise KeyboardInterrupt
         return super().respond_batch(requests)
 
@@ -47,6 +52,7 @@ def corpus(tmp_path, monkeypatch):
     monkeypatch.setitem(BACKENDS, "interrupt", "test_eval:InterruptingResponder")
     monkeypatch.setenv("DEESCALWILD_HOME", str(tmp_path / "home"))  # an empty cache
     CALLS.clear()
+    INTERRUPT[0] = True
     scs = [scenario(f"youtube_{i}", STOP, split="test" if i < 3 else "train") for i in range(6)]
     path = tmp_path / "split.jsonl"
     write_corpus(path, scs)
@@ -114,7 +120,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(corpus, tmp_path):
     assert len(CALLS) == 4 and not (tmp_path / "a" / "results.json").exists()
     done = set(CALLS)
     CALLS.clear()
-    BACKENDS["interrupt"] = "test_eval:FlakyResponder"  # same spec, now it completes
+    INTERRUPT[0] = False  # the same responder, now it is left to finish
     evaluate(cases, ["interrupt"], tmp_path / "a", train=split, options=opts)
     assert len(CALLS) == 12 - len(done - {"youtube_0#5", "youtube_1#5"}) and not (
         done - {"youtube_0#5"}) & set(CALLS)
@@ -125,7 +131,7 @@ def test_cli_errors_are_one_line(corpus, tmp_path, capsys):
     code = main(["eval", str(cases), "-r", "nonsense:x", "-o", str(tmp_path / "o"),
                  "--metrics", METRICS])
     err = capsys.readouterr().err
-    assert code == 1 and err.count("\n") == 1
+    assert code == 1 and err.count("\n") == 1  # one line, before anything runs
     assert "unknown responder 'nonsense'" in err and "Traceback" not in err
     code = main(["eval", str(cases), "-r", "retrieval?k=abc", "--train", str(split), "-o",
                  str(tmp_path / "o"), "--metrics", METRICS])
@@ -164,3 +170,95 @@ def test_bench_on_the_sample(tmp_path, capsys, monkeypatch):
     assert all(s["prediction"] in train for s in said if s["responder"] == "retrieval")
     assert "retrieval" in err and "calibration" in (tmp_path / "b" / "results" /
                                                     "leaderboard.md").read_text()
+
+
+# --- every backend end to end through `eval` ---------------------------------------------------
+
+def test_eval_with_api_backends_against_local_fake_servers(corpus, tmp_path, monkeypatch):
+    from fake_llm_servers import Fail, FakeGeminiServer, FakeOpenAIServer, Say
+
+    split, cases = corpus
+    monkeypatch.setenv("GEMINI_API_KEY", "sk-test-secret-123")
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    with FakeOpenAIServer(default=Say("Sure, here you go.")) as oa, \
+            FakeGeminiServer(default=Say("Fine, whatever.")) as gm:
+        oa.queue(Fail(500), Fail(500), Fail(500), Fail(500), Fail(500), Fail(500))  # one case
+        specs = [f"openai:{oa.url}#fake-model?max_retries=5", f"gemini:fake-gemini?base_url="
+                 f"{gm.url}"]
+        monkeypatch.setattr("time.sleep", lambda s: None)  # no real backoff waits
+        r = evaluate(cases, specs, tmp_path / "res", train=split,
+                     options=EvalOptions(metrics=METRICS, batch_size=4))
+    oa_r, gm_r = r["responders"][specs[0]], r["responders"][specs[1]]
+    assert oa_r["errors"] == 1 and "500" in oa_r["error_examples"][0]["error"]
+    assert oa_r["metrics"]["rouge_l"]["n"] == 11
+    assert gm_r["errors"] == 0 and gm_r["metrics"]["rouge_l"]["n"] == 12
+    assert oa_r["settings"]["temperature"] == 0.6 and gm_r["settings"]["thinking_budget"] == 0
+    assert oa_r["latency"]["first_token_p50"] <= oa_r["latency"]["p50"]
+    text = (tmp_path / "res" / "results.json").read_text() + (
+        tmp_path / "res" / "samples.jsonl").read_text()
+    assert "sk-test-secret-123" not in text
+    # the history the server saw ends with the officer and never holds the reference
+    body = oa.posts()[-1].body
+    assert body["messages"][0]["role"] == "system" and body["messages"][-1]["role"] == "user"
+
+
+def test_eval_with_a_tiny_hf_model(corpus, tmp_path):
+    pytest.importorskip("torch")
+    from tiny_models import build_tiny_model
+
+    split, cases = corpus
+    model = build_tiny_model(tmp_path / "tiny", "qwen2")
+    spec = f"hf:{model}?max_new_tokens=6&temperature=0&min_new_tokens=1&device=cpu"
+    r = evaluate(cases, [spec], tmp_path / "res", train=split,
+                 options=EvalOptions(metrics=METRICS, batch_size=4))
+    hf = r["responders"][spec]
+    assert hf["n_cases"] == 12 and hf["errors"] + hf["metrics"]["rouge_l"]["n"] == 12
+    assert hf["settings"]["max_new_tokens"] == 6 and hf["settings"]["do_sample"] is not None
+    samples = [json.loads(x) for x in (tmp_path / "res" / "samples.jsonl").open()]
+    assert all(s["error"] or (s["prediction"] and s["tokens"] <= 6) for s in samples
+               if s["responder"] == spec)
+    # a second run comes from the cache without loading the model
+    r2 = evaluate(cases, [spec], tmp_path / "res2", train=split,
+                  options=EvalOptions(metrics=METRICS, batch_size=4))
+    assert r2["responders"][spec]["cached"] == 12 - hf["errors"]
+
+
+def test_the_cache_key_follows_the_files_a_responder_reads_not_unrelated_flags(corpus,
+                                                                               tmp_path):
+    from deescalwild.bench.cache import responder_key
+
+    split, cases = corpus
+    d = {"train": split, "seed": 0}
+    # deterministic backends: the batch size and an unused --train do not matter
+    assert responder_key("flaky", d, 2) == responder_key("flaky", {}, 8)
+    assert responder_key("const:x", d, 2) == responder_key("const:x", {"seed": 5}, 8)
+    # the random baseline reads the training file: its content is in the key
+    before = responder_key("random", d, 8)
+    assert before != responder_key("random", {**d, "seed": 1}, 8)
+    assert responder_key(f"random?train={split}&seed=0", {}, 8) == before
+    opts = EvalOptions(metrics=METRICS)
+    evaluate(cases, ["random"], tmp_path / "a", train=split, options=opts)
+    write_corpus(split, [scenario("youtube_9", [("Officer", "Hi."), ("Driver", "Go away.")])])
+    assert responder_key("random", d, 8) != before
+    r = evaluate(cases, ["random"], tmp_path / "b", train=split, options=opts)
+    assert r["responders"]["random"]["cached"] == 0
+    assert {json.loads(x)["prediction"] for x in (tmp_path / "b" / "samples.jsonl").open()
+            if json.loads(x)["responder"] == "random"} == {"Go away."}
+
+
+def test_a_corrupt_cache_is_one_line_and_no_cache_still_works(corpus, tmp_path, capsys):
+    _, cases = corpus
+    db = tmp_path / "home" / "cache" / "generations.sqlite"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    db.write_bytes(b"this is not a database" * 100)
+    args = ["eval", str(cases), "-r", "flaky", "-o", str(tmp_path / "o"), "--metrics", METRICS]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "generation cache cannot be used" in err and "--no-cache" in err
+    assert "Traceback" not in err
+    assert main([*args, "--no-cache", "--no-baselines"]) == 0
+    r = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert list(r["responders"]) == ["flaky"]
+    assert main([*args, "--no-cache"]) == 0  # baselines added by default; const only:
+    r = json.loads((tmp_path / "o" / "results.json").read_text())  # no --train, no random
+    assert list(r["responders"]) == ["flaky", "const:I don't know."]

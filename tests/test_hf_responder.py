@@ -164,7 +164,10 @@ def test_long_history_loses_oldest_messages_whole(tiny):
     assert all(f"\n{m['content']}<|im_end|>" in p.text for m in kept)  # whole, none cut
     assert not any(m["content"] in p.text for m in dropped)
     assert "You are the civilian" in p.text and "Traffic stop number 9" in p.text
-    assert r._render_from(req, p.dropped - 1).n_tokens > 200  # dropped no more than needed
+    # dropped no more than needed: keeping the previous officer turn would not fit
+    assert req.history[p.dropped]["role"] == "user"
+    prev = max(j for j in range(p.dropped) if req.history[j]["role"] == "user")
+    assert r._render_from(req, prev).n_tokens > 200
     assert r.settings()["trimmed"] == {"requests": 1, "messages": p.dropped}
     assert r.respond_batch([req])[0].ok
 

@@ -130,13 +130,25 @@ def test_sacrebleu_and_chrf_match_sacrebleu(scorer):
 
 
 def test_meteor_matches_nltk_and_uses_synonyms(scorer):
-    from nltk.tokenize import word_tokenize
+    from nltk.tokenize import NLTKWordTokenizer
+    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
     from nltk.translate.meteor_score import single_meteor_score
 
+    from deescalwild.bench.meteor import ABBREVIATIONS, sentence_splitter
+
+    if sentence_splitter()[1].startswith("punkt, NLTK's trained"):
+        from nltk.tokenize import word_tokenize as tokens
+    else:  # what word_tokenize does, with punkt's algorithm told the abbreviations
+        params = PunktParameters()
+        params.abbrev_types = set(ABBREVIATIONS)
+        punkt, words = PunktSentenceTokenizer(params), NLTKWordTokenizer()
+
+        def tokens(text):
+            return [w for sent in punkt.tokenize(text) for w in words.tokenize(sent)]
+
     refs, preds = zip(*PAIRS)
-    expected = [100 * single_meteor_score(word_tokenize(r, preserve_line=True),
-                                          word_tokenize(p, preserve_line=True),
-                                          alpha=0.9, beta=3, gamma=0.5) for r, p in PAIRS]
+    expected = [100 * single_meteor_score(tokens(r), tokens(p), alpha=0.9, beta=3, gamma=0.5)
+                for r, p in PAIRS]
     assert scorer.score_metric("meteor", refs, preds) == pytest.approx(expected, abs=1e-9)
     # 'auto' is a WordNet synonym of 'car'; 'tree' is not (NLTK looks synonyms up after Porter
     # stemming, so the pair must survive the stemmer: 'automobile' -> 'automobil' would not)
@@ -324,9 +336,9 @@ def test_cli_usage_errors(tmp_path):
 
 
 def test_cli_default_skips_bertscore_when_not_installed(monkeypatch):
-    from deescalwild.bench import metrics_cli
+    from deescalwild.bench import metrics
 
-    monkeypatch.setattr(metrics_cli, "_bertscore_installed", lambda: False)
+    monkeypatch.setattr(metrics, "bertscore_installed", lambda: False)
     result = _run("-r", "I need a car.", "-p", "I need a auto.", "--json")
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)
@@ -386,3 +398,12 @@ def test_bertscore_roberta_tokenizer_keeps_prefix_space(tmp_path):
     assert m._scorer._tokenizer.encode("hello")[1] == vocab["Ġh"]
     assert m.f1(["hello world"], ["hello world"])[0] == pytest.approx(1.0, abs=1e-5)
     assert m.settings()["paper_setting"] is False
+
+
+def test_meteor_splits_sentences_as_word_tokenize_does():
+    from deescalwild.bench.meteor import meteor_tokens
+
+    # word_tokenize (the paper's evaluate) splits sentences first: "know." is two tokens
+    assert meteor_tokens("I know. Go away.") == ("I", "know", ".", "Go", "away", ".")
+    # ... but not after a title
+    assert meteor_tokens("Sgt. Diaz said no.") == ("Sgt.", "Diaz", "said", "no", ".")

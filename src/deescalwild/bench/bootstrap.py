@@ -63,8 +63,8 @@ def clustered_bootstrap_ci(values: Sequence[float], clusters: Sequence[object], 
 
     Returns plain floats rounded to 6 decimals: {mean, ci_low, ci_high, n} where n counts the
     finite values used. With no finite value, mean and bounds are None (JSON has no NaN). With a
-    single cluster there is nothing to resample, so the interval collapses to the mean: that is
-    not certainty, it is the absence of evidence about between-scenario spread.
+    single cluster there is nothing to resample and no evidence about between-scenario spread,
+    so the bounds are None (shown as no interval), never a zero-width "interval".
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
@@ -74,7 +74,7 @@ def clustered_bootstrap_ci(values: Sequence[float], clusters: Sequence[object], 
         return {"mean": None, "ci_low": None, "ci_high": None, "n": 0}
     mean = float(sums.sum() / n)
     if len(sums) == 1 or n_boot <= 0:
-        return {"mean": _round(mean), "ci_low": _round(mean), "ci_high": _round(mean), "n": n}
+        return {"mean": _round(mean), "ci_low": None, "ci_high": None, "n": n}
     means = bootstrap_means(sums, counts, n_boot=n_boot, seed=seed)
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [tail, 1.0 - tail])

@@ -1,11 +1,14 @@
 """The generation cache: one SQLite row per (responder, case), so an interrupted evaluation
 resumes where it stopped and a rerun costs nothing (lm-evaluation-harness's `CachingLM` idea).
 
-The key is a hash of everything that determines a reply without loading the backend: the spec,
-the options `eval` adds (training file hash, seed) and the case's context and history. A cached
-responder is not even loaded. Errors are not cached: a rerun tries those cases again. The
-responder's settings are stored beside its replies so results can report them when every reply
-comes from the cache.
+The key is a hash of everything that determines a reply, found without loading the backend: the
+backend, its argument and its validated options (with what `eval` fills in: the training
+file, the seed), a fingerprint of every file or folder they name (the training corpus, a model or
+adapter folder: retrain into the same folder and the key changes), the package version, the
+batch size for backends whose sampled replies depend on it, and the case's id, context and
+history. A fully cached responder is not even loaded. Errors are not cached: a rerun tries
+those cases again. The responder's settings are stored beside its replies so results can report
+them when every reply comes from the cache.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 import orjson
 
 from deescalwild.core import Case, Reply
+from deescalwild.errors import DeescalwildError
 
 # numbered migrations (simonw/llm style): the database records how many have run
 MIGRATIONS = [
@@ -37,8 +41,44 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def responder_key(spec: str, defaults: Mapping[str, Any]) -> str:
-    return _hash({"spec": spec, "defaults": dict(defaults)})
+def fingerprint(path: Path) -> str | None:
+    """Content hash of a file (size and mtime for files over 256 MiB, e.g. model weights); for a
+    folder, a hash of its files' names, sizes and mtimes. None when the path does not exist."""
+    try:
+        if path.is_file():
+            st = path.stat()
+            if st.st_size > 256 << 20:
+                return f"size={st.st_size},mtime={st.st_mtime_ns}"
+            h = hashlib.sha256()
+            with path.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            return h.hexdigest()
+        if path.is_dir():
+            entries = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                             for p in path.rglob("*") if p.is_file())
+            return _hash(entries)
+    except OSError:
+        return None
+    return None
+
+
+def responder_key(spec: str, defaults: Mapping[str, Any], batch_size: int) -> str:
+    """The cache key of a responder as `eval` would build it (see the module docstring)."""
+    from deescalwild import __version__
+    from deescalwild.responders.registry import resolve_spec
+
+    cls, arg, options = resolve_spec(spec, defaults)
+    dumped = options.model_dump(mode="json")
+    files = {k: fingerprint(Path(v)) for k, v in options.model_dump().items()
+             if isinstance(v, Path)}
+    if arg and "://" not in arg and Path(arg).exists():
+        files["arg"] = fingerprint(Path(arg))
+    ident: dict[str, Any] = {"backend": cls.prefix, "arg": arg, "options": dumped,
+                             "files": files, "deescalwild": __version__}
+    if not cls.deterministic:
+        ident["batch_size"] = batch_size
+    return _hash(ident)
 
 
 def case_key(case: Case) -> str:
@@ -50,13 +90,17 @@ class GenerationCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        done = self.db.execute("PRAGMA user_version").fetchone()[0]
-        for i, sql in enumerate(MIGRATIONS[done:], start=done + 1):
-            with self.db:
-                self.db.execute(sql)
-                self.db.execute(f"PRAGMA user_version={i}")
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            done = self.db.execute("PRAGMA user_version").fetchone()[0]
+            for i, sql in enumerate(MIGRATIONS[done:], start=done + 1):
+                with self.db:
+                    self.db.execute(sql)
+                    self.db.execute(f"PRAGMA user_version={i}")
+        except sqlite3.DatabaseError as e:
+            raise DeescalwildError(f"{self.path}: the generation cache cannot be used ({e}); "
+                                   "delete the file, or run with --no-cache") from e
 
     def get_many(self, rkey: str, ckeys: Iterable[str]) -> dict[str, Reply]:
         wanted = list(ckeys)

@@ -20,7 +20,9 @@ from deescalwild.curate.policy import is_excluded
 from deescalwild.dialogue import messages, scene_context
 from deescalwild.errors import InputError
 
-DEFAULT_HISTORY = 12  # messages of history per case; 0 or None = the whole conversation so far
+# at most this many messages of history per case, starting on the officer side (so 11 when the
+# 12th-last message is the civilian's); 0 or None = the whole conversation so far
+DEFAULT_HISTORY = 12
 
 
 def scenario_cases(scenario: Scenario, history: int | None = DEFAULT_HISTORY) -> Iterator[Case]:
@@ -29,11 +31,16 @@ def scenario_cases(scenario: Scenario, history: int | None = DEFAULT_HISTORY) ->
         return
     msgs = messages(scenario)
     context = scene_context(scenario)
+    split_meta = scenario.meta.get("split") or {}
+    group = split_meta.get("group") or scenario.id
+    leaks = (split_meta.get("cross_split") or {}).get("near_duplicate_pairs_across", 0)
     for i in range(1, len(msgs)):
         m, prev = msgs[i], msgs[i - 1]
         if m.role != "assistant" or not prev.has_officer:
             continue
         start = 0 if not history else max(0, i - history)
+        if msgs[start].role == "assistant" and start < i - 1:
+            start += 1  # open on the officer side: strict chat templates require it
         yield Case(
             id=f"{scenario.id}#{m.turn_indices[0]}",
             scenario_id=scenario.id,
@@ -41,7 +48,8 @@ def scenario_cases(scenario: Scenario, history: int | None = DEFAULT_HISTORY) ->
             history=[x.to_chat() for x in msgs[start:i]],
             reference=m.content,
             meta={"split": scenario.split, "platform": scenario.platform,
-                  "turn_index": m.turn_indices[0], "position": i, "history_cut": start},
+                  "turn_index": m.turn_indices[0], "position": i, "history_cut": start,
+                  "group": group, "leaks": leaks},
         )
 
 

@@ -28,13 +28,13 @@ def _log(console):
     return lambda s: console.print(s, markup=False, highlight=False, soft_wrap=True)
 
 
-def _eval_options(metrics, limit, seed, batch_size, n_boot, no_cache, bertscore_model,
-                  bertscore_layer):
+def _eval_options(metrics, limit, seed, batch_size, n_boot, no_cache, no_baselines,
+                  bertscore_model, bertscore_layer):
     from deescalwild.bench.evaluate import EvalOptions
 
     return EvalOptions(metrics=metrics, limit=limit, seed=seed, batch_size=batch_size,
-                       n_boot=n_boot, use_cache=not no_cache, bertscore_model=bertscore_model,
-                       bertscore_layer=bertscore_layer)
+                       n_boot=n_boot, use_cache=not no_cache, baselines=not no_baselines,
+                       bertscore_model=bertscore_model, bertscore_layer=bertscore_layer)
 
 
 def _eval_flags(f):
@@ -51,6 +51,9 @@ def _eval_flags(f):
                      show_default=True, help="Bootstrap resamples for the 95% intervals."),
         click.option("--no-cache", is_flag=True,
                      help="Generate everything again instead of reusing cached replies."),
+        click.option("--no-baselines", is_flag=True,
+                     help="Leave out the calibration baselines (const:I don't know., random), "
+                          "which are otherwise always added."),
         click.option("--bertscore-model", default=None,
                      help="BERTScore model (default: roberta-large if available, else MiniLM)."),
         click.option("--bertscore-layer", type=int, default=None, help="BERTScore layer."),
@@ -108,8 +111,8 @@ def cases_cmd(split_file: Path, output: Path, split: str, history: int | None,
 @click.option("-o", "--output", type=_out_dir, required=True, help="Results folder.")
 @_eval_flags
 def eval_cmd(cases_file: Path, responders: tuple[str, ...], train: Path | None, output: Path,
-             metrics, limit, seed, batch_size, n_boot, no_cache, bertscore_model,
-             bertscore_layer) -> None:
+             metrics, limit, seed, batch_size, n_boot, no_cache, no_baselines,
+             bertscore_model, bertscore_layer) -> None:
     """Generate (cached), score with CIs, and write results.json, samples.jsonl,
     leaderboard.md and report.html."""
     from deescalwild.bench.evaluate import evaluate
@@ -117,7 +120,7 @@ def eval_cmd(cases_file: Path, responders: tuple[str, ...], train: Path | None, 
     console = _console()
     results = evaluate(cases_file, responders, output, train=train,
                        options=_eval_options(metrics, limit, seed, batch_size, n_boot, no_cache,
-                                             bertscore_model, bertscore_layer),
+                                             no_baselines, bertscore_model, bertscore_layer),
                        progress=_progress(console), log=_log(console))
     _print_results(console, results, output)
 
@@ -127,7 +130,8 @@ def eval_cmd(cases_file: Path, responders: tuple[str, ...], train: Path | None, 
                 type=click.Path(exists=True, path_type=Path))
 @click.option("--metrics", default=None,
               help="Comma-separated metrics, 'paper' or 'all' (default: all scored).")
-@click.option("--alpha", type=float, default=0.05, show_default=True,
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.05, show_default=True,
               help="Family-wise error rate (Holm).")
 @click.option("--permutations", type=click.IntRange(min=100), default=10000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -174,7 +178,8 @@ def compare_cmd(results: tuple[Path, ...], metrics: str | None, alpha: float,
 @_eval_flags
 def bench_cmd(data: Path | None, output: Path, responders: tuple[str, ...], strategy: str,
               test_fraction: float | None, history: int | None, metrics, limit, seed,
-              batch_size, n_boot, no_cache, bertscore_model, bertscore_layer) -> None:
+              batch_size, n_boot, no_cache, no_baselines, bertscore_model,
+              bertscore_layer) -> None:
     """The main job: import -> curate -> split -> cases -> eval -> leaderboard.
 
     On the embedded sample by default; `--data DIR` for a real corpus folder.
@@ -186,6 +191,6 @@ def bench_cmd(data: Path | None, output: Path, responders: tuple[str, ...], stra
                       strategy=strategy, seed=seed, test_fraction=test_fraction,
                       history=history,
                       eval=_eval_options(metrics, limit, seed, batch_size, n_boot, no_cache,
-                                         bertscore_model, bertscore_layer))
+                                         no_baselines, bertscore_model, bertscore_layer))
     done = run_bench(cfg, progress=_progress(console), log=_log(console))
     _print_results(console, done["results"], output / "results")

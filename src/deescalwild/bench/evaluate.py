@@ -32,6 +32,7 @@ from deescalwild.provenance import git_commit, versions
 
 RESULTS_SCHEMA = "deescalwild.results/1"
 BASELINES = ("const", "random")
+CONST_BASELINE = "const:I don't know."
 HIGHER_IS_BETTER = ("rouge_l", "bleu4", "meteor", "bertscore_f1", "sacrebleu", "chrf")
 Progress = Callable[[str], AbstractContextManager[Callable[[int, int], None] | None]]
 
@@ -44,6 +45,7 @@ class EvalOptions:
     batch_size: int = 8
     n_boot: int = 1000
     use_cache: bool = True
+    baselines: bool = True  # add `const:I don't know.` and `random` unless already there
     bertscore_model: str | None = None
     bertscore_layer: int | None = None
 
@@ -66,15 +68,15 @@ def load_cases(path: str | Path, limit: int | None = None) -> list[Case]:
 
 
 def generate(spec: str, cases: Sequence[Case], *, defaults: dict[str, Any],
-             key_extra: dict[str, Any], cache: GenerationCache | None, batch_size: int,
-             seed: int, progress: Progress = _no_progress,
+             cache: GenerationCache | None, batch_size: int,
+             progress: Progress = _no_progress,
              log: Callable[[str], None] = lambda s: None) -> tuple[list[Reply], list[bool], dict]:
     """Replies for every case (cached ones first), whether each came from the cache, and the
     responder's settings."""
     from deescalwild.responders.base import Request
     from deescalwild.responders.registry import load_responder
 
-    rkey = responder_key(spec, key_extra)
+    rkey = responder_key(spec, defaults, batch_size)
     ckeys = [case_key(c) for c in cases]
     got = cache.get_many(rkey, ckeys) if cache else {}
     replies: list[Reply | None] = [got.get(k) for k in ckeys]
@@ -93,9 +95,12 @@ def generate(spec: str, cases: Sequence[Case], *, defaults: dict[str, Any],
             with progress(f"{spec[:40]}") as bar:
                 for start in range(0, len(todo), batch_size):
                     idx = todo[start:start + batch_size]
-                    reqs = [Request.from_case(cases[i], seed=seed) for i in idx]
+                    # no per-request seed: the backend's `seed` option (the spec's, else
+                    # `--seed` through `defaults`) decides, and is what settings record
+                    reqs = [Request.from_case(cases[i]) for i in idx]
                     for r, c in zip(reqs, (cases[i] for i in idx)):
                         r.extra["scenario_id"] = c.scenario_id
+                        r.extra["group"] = c.meta.get("group") or c.scenario_id
                     out = responder.respond_batch(reqs)
                     if len(out) != len(reqs):
                         raise DeescalwildError(f"{spec}: backend returned {len(out)} replies "
@@ -109,6 +114,26 @@ def generate(spec: str, cases: Sequence[Case], *, defaults: dict[str, Any],
                     if bar:
                         bar(start + len(idx), len(todo))
     return [r for r in replies if r is not None], from_cache, settings
+
+
+def _prefix(spec: str) -> str:
+    return spec.split(":", 1)[0].split("?", 1)[0].strip().lower()
+
+
+def with_baselines(specs: list[str], have_train: bool,
+                   log: Callable[[str], None] = lambda s: None) -> list[str]:
+    """The calibration baselines always appear: a constant reply, and a random training line
+    when there is a training corpus to draw from."""
+    out = list(specs)
+    prefixes = {_prefix(s) for s in specs}
+    if "const" not in prefixes:
+        out.append(CONST_BASELINE)
+    if "random" not in prefixes:
+        if have_train:
+            out.append("random")
+        else:
+            log("note: no --train corpus, so no `random` baseline")
+    return out
 
 
 def _latency(replies: Sequence[Reply]) -> dict[str, float | int | None]:
@@ -131,7 +156,7 @@ def evaluate(cases_path: str | Path, specs: Sequence[str], out_dir: str | Path, 
     """Run every responder on the cases, score, and write the results folder. Returns
     results.json's content."""
     from deescalwild.bench.bootstrap import clustered_bootstrap_ci
-    from deescalwild.bench.metrics import Scorer, corpus_distinct, resolve_metrics
+    from deescalwild.bench.metrics import Scorer, choose_metrics, corpus_distinct
     from deescalwild.bench.report import write_results_views
     from deescalwild.home import cache_dir
 
@@ -140,14 +165,24 @@ def evaluate(cases_path: str | Path, specs: Sequence[str], out_dir: str | Path, 
     specs = list(dict.fromkeys(s.strip() for s in specs if s.strip()))
     if not specs:
         raise DeescalwildError("no responder given (--responder SPEC)")
+    defaults = {"train": Path(train) if train else None, "seed": opts.seed}
+    from deescalwild.responders.registry import resolve_spec
+
+    for spec in specs:  # every spec is valid before anything runs
+        resolve_spec(spec, defaults)
+    if opts.baselines:
+        specs = with_baselines(specs, train is not None, log)
     cases = load_cases(cases_path, opts.limit)
-    scorer = Scorer(resolve_metrics(opts.metrics), bertscore_model=opts.bertscore_model,
+    scorer = Scorer(choose_metrics(opts.metrics, warn=log), bertscore_model=opts.bertscore_model,
                     bertscore_layer=opts.bertscore_layer)
     scorer.check()  # fail before generating anything when WordNet or a model is missing
     train_sha = file_sha256(train) if train else None
-    defaults = {"train": Path(train) if train else None, "seed": opts.seed}
-    key_extra = {"train_sha256": train_sha, "seed": opts.seed, "batch_size": opts.batch_size}
     cache = GenerationCache(cache_dir() / "generations.sqlite") if opts.use_cache else None
+    leaks = {c.meta.get("leaks") for c in cases} - {None, 0}
+    if leaks:
+        log(f"warning: the cases come from a split with {max(leaks)} near-duplicate pair(s) "
+            "across splits (e.g. the paper split): a test video's re-upload can be in the "
+            "training index; `split --strategy clean` has none")
     clusters = [c.scenario_id for c in cases]
     out = Path(out_dir)
     results: dict[str, Any] = {
@@ -174,8 +209,8 @@ def evaluate(cases_path: str | Path, specs: Sequence[str], out_dir: str | Path, 
         for spec in specs:
             g0 = time.perf_counter()
             replies, cached, settings = generate(
-                spec, cases, defaults=defaults, key_extra=key_extra, cache=cache,
-                batch_size=opts.batch_size, seed=opts.seed, progress=progress, log=log)
+                spec, cases, defaults=defaults, cache=cache, batch_size=opts.batch_size,
+                progress=progress, log=log)
             gen_s = time.perf_counter() - g0
             ok = [i for i, r in enumerate(replies) if r.error is None]
             with progress(f"scoring {spec[:30]}") as bar:
@@ -191,7 +226,7 @@ def evaluate(cases_path: str | Path, specs: Sequence[str], out_dir: str | Path, 
             texts = [replies[i].text for i in ok]
             results["responders"][spec] = {
                 "settings": settings,
-                "baseline": spec.split(":", 1)[0].split("?", 1)[0].strip().lower() in BASELINES,
+                "baseline": _prefix(spec) in BASELINES,
                 "n_cases": len(cases),
                 "errors": len(errors),
                 "error_examples": [{"case_id": c, "error": e} for c, e in errors[:5]],

@@ -47,6 +47,30 @@ def resolve_metrics(names: str | Sequence[str] | None) -> list[str]:
     return [m for m in ALL_METRICS if m in wanted]
 
 
+def _meteor_splitter() -> str:
+    from deescalwild.bench.meteor import sentence_splitter
+
+    return sentence_splitter()[1]
+
+
+def bertscore_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("bert_score", "torch"))
+
+
+def choose_metrics(names: str | Sequence[str] | None,
+                   warn: Callable[[str], None] = lambda s: None) -> list[str]:
+    """What the commands score: all metrics by default, less BERTScore (with a warning) when
+    its packages are missing; metrics the user names are all required."""
+    chosen = resolve_metrics(names)
+    if names is None and not bertscore_installed():
+        chosen.remove("bertscore_f1")
+        warn("bert-score/torch not installed; skipping bertscore_f1 "
+             "(pip install 'deescalwild[bertscore]')")
+    return chosen
+
+
 def _lower_tokens(text: str) -> list[str]:
     return [t.lower() for t in tokenize_13a(text)]
 
@@ -215,6 +239,7 @@ class Scorer:
             s = dict(_SETTINGS[name])
             if name == "meteor":
                 s["wordnet"] = impl.source
+                s["sentence_splitter"] = _meteor_splitter()
             s["scale"] = SCALES[name]
             s["versions"] = versions(*_LIBRARIES[name])
             out[name] = s
@@ -232,7 +257,7 @@ _SETTINGS: dict[str, dict[str, Any]] = {
               "parameters": {"max_order": 4, "smooth": "add-one on every order (Lin & Och 2004)"},
               "empty_text": "0.0 when the prediction or the reference has no tokens"},
     "meteor": {"implementation": "nltk.translate.meteor_score.single_meteor_score x100",
-               "tokenizer": "nltk.word_tokenize(text, preserve_line=True)",
+               "tokenizer": "nltk.word_tokenize (punkt sentences, then NLTK's word tokenizer)",
                "parameters": {"alpha": 0.9, "beta": 3.0, "gamma": 0.5, "stemmer": "Porter",
                               "preprocess": "str.lower"}},
     "sacrebleu": {"implementation": "sacrebleu.sentence_bleu(prediction, [reference]).score",

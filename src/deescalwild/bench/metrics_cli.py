@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,21 +12,10 @@ from deescalwild.errors import DeescalwildError, InputError
 _EXPECTED = 'expected {"reference": str, "prediction": str}'
 
 
-def _bertscore_installed() -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in ("bert_score", "torch"))
-
-
 def _choose_metrics(metrics: str | None) -> list[str]:
-    """All metrics by default, less BERTScore (with a warning) when its packages are missing;
-    metrics named by the user are all required."""
-    from deescalwild.bench.metrics import resolve_metrics
+    from deescalwild.bench.metrics import choose_metrics
 
-    chosen = resolve_metrics(metrics)
-    if metrics is None and not _bertscore_installed():
-        chosen.remove("bertscore_f1")
-        click.echo("warning: bert-score/torch not installed; skipping bertscore_f1 "
-                   "(pip install 'deescalwild[bertscore]')", err=True)
-    return chosen
+    return choose_metrics(metrics, warn=lambda s: click.echo(f"warning: {s}", err=True))
 
 
 def read_pairs(path: Path) -> tuple[list[str], list[str]]:

@@ -529,9 +529,10 @@ def _how_to_read(conf: int) -> str:
 <li>Each cell is the mean over cases with a {conf}% interval in brackets. The interval is a
 bootstrap that resamples whole scenarios (videos), because turns of one scenario are not
 independent; overlapping intervals do not prove equality, and the paired comparison
-(<code>deescalwild bench compare</code>) is the test to use.</li>
+(<code>deescalwild compare</code>) is the test to use.</li>
 <li>ROUGE-L, BLEU-4, METEOR, SacreBLEU and chrF are on a 0–100 scale; BERTScore F1 on 0–1.
-BLEU-4 is the paper's smoothed sentence BLEU averaged over cases; SacreBLEU is corpus BLEU.</li>
+BLEU-4 is the paper's smoothed sentence BLEU averaged over cases; SacreBLEU is
+sacreBLEU's sentence BLEU averaged over cases (exponential smoothing).</li>
 <li>{BASELINE_MARK} marks calibration baselines (a constant reply, a random real civilian
 line). A real responder should beat them; when a baseline wins on a metric, that metric rewards
 something other than a good reply. See <code>{METRICS_DOC}</code> in the repository.</li>

@@ -108,7 +108,7 @@ def paired_difference(a: Sequence[float], b: Sequence[float], clusters: Sequence
 
 @dataclass
 class Run:
-    """One evaluation run as written by `deescalwild bench eval`: results.json + samples.jsonl."""
+    """One evaluation run as written by `deescalwild eval`: results.json + samples.jsonl."""
 
     path: Path
     results: dict[str, Any]
@@ -125,7 +125,7 @@ def load_run(path: str | Path) -> Run:
     results_path = path if path.suffix == ".json" else path / "results.json"
     if not results_path.is_file():
         raise DeescalwildError(f"{results_path}: not found; give a results directory written by "
-                               "`deescalwild bench eval` (or its results.json)")
+                               "`deescalwild eval` (or its results.json)")
     try:
         results = json.loads(results_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -137,7 +137,7 @@ def load_run(path: str | Path) -> Run:
     samples_path = results_path.parent / "samples.jsonl"
     if not samples_path.is_file():
         raise DeescalwildError(f"{samples_path}: not found; the paired tests need the per-case "
-                               "scores that `bench eval` writes beside results.json")
+                               "scores that `deescalwild eval` writes beside results.json")
     samples = []
     with samples_path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
@@ -277,13 +277,35 @@ def _scores(run: Run, spec: str) -> tuple[dict[str, dict[str, float]], dict[str,
         case = str(s["case_id"])
         if case in scores:
             raise DeescalwildError(f"{run.path}/samples.jsonl: {spec} answered case {case} "
-                                   "twice; rerun `bench eval` into a fresh directory")
+                                   "twice; rerun `deescalwild eval` into a fresh directory")
         scenario[case] = str(s.get("scenario_id", case))
         if s.get("error"):
             continue
         scores[case] = {m: float(v) for m, v in (s.get("scores") or {}).items()
                         if isinstance(v, (int, float)) and math.isfinite(v)}
     return scores, scenario
+
+
+# what may differ between runs without changing a metric's values
+_VOLATILE = {"versions", "device", "batch_size", "model_path", "hash"}
+
+
+def _metric_setting_mismatches(runs: Sequence[Run], metrics: Sequence[str]) -> dict[str, str]:
+    """Metrics whose definition differs between the inputs (e.g. BERTScore with MiniLM in one
+    run and roberta-large in another): a difference there would be the metric's, not the
+    responders'."""
+    out = {}
+    for m in metrics:
+        seen = {}
+        for run in runs:
+            st = (run.results.get("metric_settings") or {}).get(m)
+            if st is None:
+                continue
+            key = repr(sorted((k, repr(v)) for k, v in st.items() if k not in _VOLATILE))
+            seen.setdefault(key, []).append(str(run.path))
+        if len(seen) > 1:
+            out[m] = " vs ".join(", ".join(paths) for paths in seen.values())
+    return out
 
 
 def _check_metrics(metrics: Sequence[str] | None) -> tuple[str, ...]:
@@ -341,6 +363,8 @@ def compare_runs(runs: Sequence[Run], *, metrics: Sequence[str] | None = None,
         raise DeescalwildError(f"results were computed on different cases ({listing}); paired "
                                "tests need the same cases file for every input")
     wanted = _check_metrics(metrics)
+    mismatched = _metric_setting_mismatches(runs, wanted)
+    wanted = tuple(m for m in wanted if m not in mismatched)
     labels = _labels(runs)
     entries = []  # (label, scores, scenario)
     for run, run_labels in zip(runs, labels):
@@ -375,6 +399,8 @@ def compare_runs(runs: Sequence[Run], *, metrics: Sequence[str] | None = None,
                 n_cases=res["n_cases"], n_scenarios=res["n_scenarios"], exact=res["exact"])
             for (la, lb, metric, res), ph in zip(tests, adjusted)]
     notes = [_power_note(rows, alpha, n_perm), _few_note(rows)] if rows else []
+    notes += [f"{m} not compared: the inputs scored it differently ({why})"
+              for m, why in mismatched.items()]
     order = {m: i for i, m in enumerate(HIGHER_IS_BETTER)}
     rows.sort(key=lambda r: (order[r.metric], -abs(r.diff or 0.0), r.a, r.b))
     inputs = [{"path": str(run.path), "cases_sha256": run.cases_sha256,

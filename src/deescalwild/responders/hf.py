@@ -205,6 +205,10 @@ class HFResponder(Responder):
         return best
 
     def _render_from(self, request: Request, drop: int) -> _Prompt:
+        # a history must open on the officer side (`chat_messages` drops a leading civilian
+        # line), so a cut that would leave one drops it too, and says so
+        while drop < len(request.history) - 1 and request.history[drop]["role"] == "assistant":
+            drop += 1
         req = Request(context=request.context, history=request.history[drop:], id=request.id,
                       seed=request.seed, extra=request.extra)
         messages = chat_messages(req, system_role=bool(self._system_role))

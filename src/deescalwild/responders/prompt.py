@@ -25,9 +25,15 @@ def system_prompt(context: str, extra: str = "") -> str:
 
 def chat_messages(request: Request, system_role: bool = True) -> list[Message]:
     """`[{"role": "system"}, ...history]`. Families without a system role (Gemma) get the system
-    text folded into the first user turn instead (`system_role=False`)."""
+    text folded into the first user turn instead (`system_role=False`).
+
+    The history is made to start with a `user` message (leading civilian lines are dropped):
+    strict chat templates (Mistral, Gemma) refuse a conversation that opens with the assistant,
+    and a trimmed or windowed history can."""
     system = system_prompt(request.context, str(request.extra.get("state", "")))
     history = [dict(m) for m in request.history]
+    while history and history[0]["role"] == "assistant":
+        history.pop(0)
     if system_role:
         return [{"role": "system", "content": system}, *history]
     if history and history[0]["role"] == "user":

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 from pydantic import ValidationError
 
 from deescalwild.errors import DeescalwildError
-from deescalwild.responders.base import Responder
+from deescalwild.responders.base import Options, Responder
 
 # prefix -> "module:Class"; the module is imported only when the backend is chosen
 BACKENDS: dict[str, str] = {
@@ -37,11 +37,10 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
     """`NAME[:ARG][?K=V&...]` -> (name, arg, options). `const:` takes its text verbatim (a
     question mark in the text is not an option)."""
     spec = spec.strip()
-    name, _, rest = spec.partition(":")
-    name = name.strip().lower()
-    if "?" in name:  # `random?seed=1`: options without an argument
-        name, _, query = name.partition("?")
-        return name, "", _query(spec, query)
+    cut = min((i for i in (spec.find(":"), spec.find("?")) if i >= 0), default=len(spec))
+    name, sep, rest = spec[:cut].strip().lower(), spec[cut:cut + 1], spec[cut + 1:]
+    if sep == "?":  # `random?train=/data/a:b.jsonl`: options without an argument
+        return name, "", _query(spec, rest)
     if name == "const":
         return name, rest, {}
     arg, sep, query = rest.partition("?")
@@ -78,9 +77,10 @@ def _extra(name: str) -> str:
     return {"hf": "hf", "openai": "api", "gemini": "api", "retrieval": "bench"}.get(name, "bench")
 
 
-def load_responder(spec: str, defaults: Mapping[str, Any] | None = None) -> Responder:
-    """Build the responder a spec names. `defaults` fill options the spec leaves out and the
-    backend accepts (e.g. `train` from `eval --train`), so one call serves every backend."""
+def resolve_spec(spec: str, defaults: Mapping[str, Any] | None = None
+                 ) -> tuple[type[Responder], str, Options]:
+    """The backend class, argument and validated options a spec names, without building the
+    responder (no model is loaded): what the evaluation cache keys on."""
     name, arg, opts = parse_spec(spec)
     cls = backend_class(name)
     fields = cls.Options.model_fields
@@ -94,6 +94,13 @@ def load_responder(spec: str, defaults: Mapping[str, Any] | None = None) -> Resp
                              for err in e.errors())
         valid = ", ".join(fields) or "none"
         raise SpecError(f"responder spec {spec!r}: {problems} (options: {valid})") from e
+    return cls, arg, options
+
+
+def load_responder(spec: str, defaults: Mapping[str, Any] | None = None) -> Responder:
+    """Build the responder a spec names. `defaults` fill options the spec leaves out and the
+    backend accepts (e.g. `train` from `eval --train`), so one call serves every backend."""
+    cls, arg, options = resolve_spec(spec, defaults)
     return cls(arg, options, spec=spec.strip())
 
 

@@ -19,8 +19,11 @@ Choices, and why:
 - **Ties** go to a seeded permutation of the pairs (`seed`), so the same request always gets the
   same reply and no scenario wins ties just for coming first in the file.
 - **Leaks.** With `exclude_scenario` (the default) a request never gets a reply from its own
-  scenario: `request.extra["scenario_id"]`, else the scenario whose id prefixes `request.id`
-  (case ids are `SCENARIO#TURN`). This matters when cases and index come from the same corpus.
+  scenario, nor from another video of its group when the split grouped them (near-duplicates,
+  re-uploads: `request.extra["group"]`, which `eval` takes from the case): else
+  `request.extra["scenario_id"]`, else the scenario whose id prefixes `request.id` (case ids are
+  `SCENARIO#TURN`). This matters when cases and index come from the same corpus, and on the
+  paper's split, whose test videos have re-uploads in train.
 - **No match.** When no indexed context shares a word with the query (or every match is in the
   excluded scenario), the reply is the most common reply in the index (ties: alphabetical),
   named in `settings()["fallback"]`; never an error.
@@ -85,7 +88,13 @@ class RetrievalIndex:
 
     def __init__(self, replies: list[str], scenario_ids: list[str], histories: list[list[Message]],
                  *, context_turns: int = 3, last_weight: int = 2, seed: int = 0) -> None:
+        import logging
+
         import bm25s
+
+        # bm25s sets its logger to DEBUG; once anything configures the root logger, its
+        # "Building index" lines would reach the user's terminal
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
 
         if not replies:
             raise DeescalwildError("retrieval: no (context, reply) pairs to index; the training "
@@ -121,7 +130,9 @@ class RetrievalIndex:
         for c in cases:
             if len(c.reference.split()) >= min_words:
                 replies.append(c.reference)
-                scenarios.append(c.scenario_id)
+                # exclusion works per near-duplicate group (split's `meta.split.group`): a
+                # re-upload of the request's video is excluded with it
+                scenarios.append(str(c.meta.get("group") or c.scenario_id))
                 histories.append(c.history[-context_turns:] if context_turns > 0 else [])
         return cls(replies, scenarios, histories, context_turns=context_turns,
                    last_weight=last_weight, seed=seed)
@@ -196,7 +207,7 @@ class RetrievalOptions(Options):
                            "many words")
     seed: int = Field(0, description="seed of the tie-breaking order")
     exclude_scenario: bool = Field(True, description="never reply with a line from the "
-                                   "request's own scenario")
+                                   "request's own scenario or its near-duplicate group")
 
 
 class RetrievalResponder(Responder):
@@ -258,7 +269,7 @@ class RetrievalResponder(Responder):
 
     def scenario_of(self, request: Request) -> str | None:
         """The request's scenario as the index knows it, or None (then nothing is excluded)."""
-        sid = request.extra.get("scenario_id")
+        sid = request.extra.get("group") or request.extra.get("scenario_id")
         if sid:
             return str(sid)
         rid = request.id
