@@ -25,7 +25,7 @@ EVAL = """
 import json, sys
 from deescalwild.bench.evaluate import EvalOptions, evaluate
 r = evaluate({cases!r}, ["retrieval"], {out!r}, train={split!r},
-             options=EvalOptions(metrics={metrics!r}, use_cache=False))
+             options=EvalOptions(metrics={metrics!r}, use_cache=False, baselines=False))
 print(json.dumps(r["responders"]["retrieval"]["latency"]))
 """
 

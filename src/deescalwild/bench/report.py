@@ -179,7 +179,9 @@ def footer_lines(results: dict) -> list[str]:
               f"{BASELINE_MARK} calibration baseline; latency is wall time per reply")
     lines = [first, second]
     n_scen = cases.get("scenarios")
-    if isinstance(n_scen, int) and n_scen < FEW_SCENARIOS:
+    if n_scen == 1:
+        lines.append("one scenario: no interval can be computed (nothing to resample)")
+    elif isinstance(n_scen, int) and n_scen < FEW_SCENARIOS:
         lines.append(f"only {n_scen} scenarios: the intervals are rough (a bootstrap over so few "
                      "clusters is too narrow)")
     return lines
