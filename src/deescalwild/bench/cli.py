@@ -13,9 +13,12 @@ _out_dir = click.Path(file_okay=False, path_type=Path)
 
 
 def _console():
+    """The terminal's width; 160 columns when writing to a log or pipe, where rich would
+    otherwise assume 80 and fold the leaderboard."""
     from rich.console import Console
 
-    return Console(stderr=True)
+    console = Console(stderr=True)
+    return console if console.is_terminal else Console(stderr=True, width=160)
 
 
 def _progress(console):
@@ -158,7 +161,8 @@ def compare_cmd(results: tuple[Path, ...], metrics: str | None, alpha: float,
         return
     from rich.console import Console
 
-    comp.render(Console())
+    console = Console()
+    comp.render(console if console.is_terminal else Console(width=200))
 
 
 @click.command("bench")

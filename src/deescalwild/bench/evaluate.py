@@ -159,6 +159,7 @@ def evaluate(cases_path: str | Path, specs: Sequence[str], out_dir: str | Path, 
     from deescalwild.bench.metrics import Scorer, choose_metrics, corpus_distinct
     from deescalwild.bench.report import write_results_views
     from deescalwild.home import cache_dir
+    from deescalwild.responders.registry import resolve_spec
 
     opts = options or EvalOptions()
     t0 = time.perf_counter()
@@ -166,8 +167,6 @@ def evaluate(cases_path: str | Path, specs: Sequence[str], out_dir: str | Path, 
     if not specs:
         raise DeescalwildError("no responder given (--responder SPEC)")
     defaults = {"train": Path(train) if train else None, "seed": opts.seed}
-    from deescalwild.responders.registry import resolve_spec
-
     for spec in specs:  # every spec is valid before anything runs
         resolve_spec(spec, defaults)
     if opts.baselines:
