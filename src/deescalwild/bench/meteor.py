@@ -18,7 +18,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -112,43 +112,15 @@ def _version(package: str) -> str | None:
         return None
 
 
-# Period-final words that do not end a sentence, for the offline splitter (lower case, no
-# final period, as punkt stores them): titles and ranks said in encounters, and a few common ones.
-ABBREVIATIONS = frozenset({
-    "mr", "mrs", "ms", "dr", "jr", "sr", "st", "mt", "ft", "vs", "etc", "e.g", "i.e", "a.m",
-    "p.m", "u.s", "u.s.a", "inc", "ltd", "co", "corp", "sgt", "lt", "capt", "cpl", "det", "dep",
-    "ofc", "gen", "col", "maj", "gov", "sen", "rep", "prof", "rev", "hon", "approx", "dept",
-})
-
-
-@lru_cache(maxsize=1)
-def sentence_splitter() -> tuple[Callable[[str], list[str]], str]:
-    """(split, description): NLTK's trained English punkt model when it is installed (exactly
-    what `word_tokenize`, and so the paper's `evaluate`, uses); otherwise punkt's algorithm
-    without the trained model, told the abbreviations above (punkt cannot be downloaded here).
-    The two differ only on abbreviations the list lacks."""
-    from nltk.tokenize import sent_tokenize
-
-    try:
-        sent_tokenize("Hi there. Bye.")
-        return sent_tokenize, "punkt, NLTK's trained English model"
-    except LookupError:
-        from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
-
-        params = PunktParameters()
-        params.abbrev_types = set(ABBREVIATIONS)
-        return (PunktSentenceTokenizer(params).tokenize,
-                f"punkt without the trained model, {len(ABBREVIATIONS)} abbreviations")
-
-
 @lru_cache(maxsize=2**17)
 def meteor_tokens(text: str) -> tuple[str, ...]:
-    """`nltk.word_tokenize`: sentences by punkt, then NLTK's word tokenizer per sentence (see
-    `sentence_splitter` for punkt offline, and docs/metrics.md)."""
+    """NLTK's word tokenizer on the whole text as one line (`word_tokenize(text,
+    preserve_line=True)`), the same on every machine. The paper's `evaluate` first splits
+    sentences with punkt, whose model cannot be installed offline; the difference (a
+    sentence-internal period stays on its word) is measured in docs/metrics.md."""
     from nltk.tokenize import word_tokenize
 
-    split, _ = sentence_splitter()
-    return tuple(tok for sent in split(text) for tok in word_tokenize(sent, preserve_line=True))
+    return tuple(word_tokenize(text, preserve_line=True))
 
 
 class _CachedWordNet:

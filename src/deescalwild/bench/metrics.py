@@ -47,12 +47,6 @@ def resolve_metrics(names: str | Sequence[str] | None) -> list[str]:
     return [m for m in ALL_METRICS if m in wanted]
 
 
-def _meteor_splitter() -> str:
-    from deescalwild.bench.meteor import sentence_splitter
-
-    return sentence_splitter()[1]
-
-
 def bertscore_installed() -> bool:
     import importlib.util
 
@@ -239,7 +233,6 @@ class Scorer:
             s = dict(_SETTINGS[name])
             if name == "meteor":
                 s["wordnet"] = impl.source
-                s["sentence_splitter"] = _meteor_splitter()
             s["scale"] = SCALES[name]
             s["versions"] = versions(*_LIBRARIES[name])
             out[name] = s
@@ -257,7 +250,8 @@ _SETTINGS: dict[str, dict[str, Any]] = {
               "parameters": {"max_order": 4, "smooth": "add-one on every order (Lin & Och 2004)"},
               "empty_text": "0.0 when the prediction or the reference has no tokens"},
     "meteor": {"implementation": "nltk.translate.meteor_score.single_meteor_score x100",
-               "tokenizer": "nltk.word_tokenize (punkt sentences, then NLTK's word tokenizer)",
+               "tokenizer": "nltk.word_tokenize(text, preserve_line=True): NLTK's word "
+                            "tokenizer on the whole text, no punkt sentence splitting",
                "parameters": {"alpha": 0.9, "beta": 3.0, "gamma": 0.5, "stemmer": "Porter",
                               "preprocess": "str.lower"}},
     "sacrebleu": {"implementation": "sacrebleu.sentence_bleu(prediction, [reference]).score",
