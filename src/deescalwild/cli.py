@@ -6,6 +6,8 @@ Errors in the input reach the user as one line (`error: FILE:LINE: what was expe
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 
 import click
@@ -44,9 +46,27 @@ cli.add_command(compare_cmd)
 cli.add_command(responders)
 
 
+def _quiet_libraries(debug: bool) -> None:
+    """Our own progress bars and one-line messages are what the user reads. Libraries log
+    through the root logger (rouge-score's absl configures it on first use, bm25s logs at
+    DEBUG, bitsandbytes warns about GPU kernels on CPU) and draw weight-loading bars; keep
+    warnings and errors only, unless --debug."""
+    level = logging.DEBUG if debug else logging.WARNING
+    if not logging.root.handlers:  # a host that configured logging keeps its own setup
+        handler = logging.StreamHandler()
+        handler.setLevel(level)  # filters loggers that set their own lower level (bm25s)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logging.root.addHandler(handler)
+        logging.root.setLevel(level)
+    if not debug:
+        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    _quiet_libraries(debug)
     try:
         cli.main(args=args, prog_name="deescalwild", standalone_mode=False)
     except click.exceptions.Abort:  # Ctrl-C; outputs are written atomically, so none is half
