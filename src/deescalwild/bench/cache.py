@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from deescalwild.bench.cases import file_sha256
 from deescalwild.core import Case, Reply
 from deescalwild.errors import DeescalwildError
 
@@ -49,11 +50,7 @@ def fingerprint(path: Path) -> str | None:
             st = path.stat()
             if st.st_size > 256 << 20:
                 return f"size={st.st_size},mtime={st.st_mtime_ns}"
-            h = hashlib.sha256()
-            with path.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-            return h.hexdigest()
+            return file_sha256(path)
         if path.is_dir():
             entries = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
                              for p in path.rglob("*") if p.is_file())

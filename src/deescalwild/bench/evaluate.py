@@ -20,7 +20,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
 from deescalwild.atomic import atomic_write
@@ -33,7 +32,6 @@ from deescalwild.provenance import git_commit, versions
 RESULTS_SCHEMA = "deescalwild.results/1"
 BASELINES = ("const", "random")
 CONST_BASELINE = "const:I don't know."
-HIGHER_IS_BETTER = ("rouge_l", "bleu4", "meteor", "bertscore_f1", "sacrebleu", "chrf")
 Progress = Callable[[str], AbstractContextManager[Callable[[int, int], None] | None]]
 
 
@@ -117,7 +115,9 @@ def generate(spec: str, cases: Sequence[Case], *, defaults: dict[str, Any],
 
 
 def _prefix(spec: str) -> str:
-    return spec.split(":", 1)[0].split("?", 1)[0].strip().lower()
+    from deescalwild.responders.registry import parse_spec
+
+    return parse_spec(spec)[0]
 
 
 def with_baselines(specs: list[str], have_train: bool,
@@ -137,16 +137,12 @@ def with_baselines(specs: list[str], have_train: bool,
 
 
 def _latency(replies: Sequence[Reply]) -> dict[str, float | int | None]:
-    lat = np.array([r.latency_s for r in replies if r.error is None and r.latency_s is not None])
-    first = np.array([r.first_token_s for r in replies
-                      if r.error is None and r.first_token_s is not None])
-    if lat.size == 0:
-        return {"mean": None, "p50": None, "p95": None, "max": None, "first_token_p50": None,
-                "n": 0}
-    return {"mean": round(float(lat.mean()), 9), "p50": round(float(np.percentile(lat, 50)), 9),
-            "p95": round(float(np.percentile(lat, 95)), 9), "max": round(float(lat.max()), 9),
-            "first_token_p50": round(float(np.percentile(first, 50)), 9) if first.size else None,
-            "n": int(lat.size)}
+    from deescalwild.bench.bootstrap import percentiles
+
+    ok = [r for r in replies if r.error is None]
+    out = percentiles(r.latency_s for r in ok)
+    out["first_token_p50"] = percentiles(r.first_token_s for r in ok)["p50"]
+    return out
 
 
 def evaluate(cases_path: str | Path, specs: Sequence[str], out_dir: str | Path, *,

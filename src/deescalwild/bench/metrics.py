@@ -17,6 +17,8 @@ from deescalwild.errors import DeescalwildError
 ALL_METRICS: tuple[str, ...] = ("rouge_l", "bleu4", "meteor", "bertscore_f1", "sacrebleu", "chrf",
                                 "length_ratio", "distinct_1", "distinct_2", "empty")
 PAPER_METRICS: tuple[str, ...] = ("rouge_l", "bleu4", "meteor", "bertscore_f1")
+HIGHER_IS_BETTER: tuple[str, ...] = (*PAPER_METRICS, "sacrebleu", "chrf")
+DESCRIPTIVE: tuple[str, ...] = ("length_ratio", "distinct_1", "distinct_2", "empty")  # no "better"
 # the scale each value is on (what a perfect copy of the reference scores)
 SCALES: dict[str, str] = {"rouge_l": "0-100", "bleu4": "0-100", "meteor": "0-100",
                           "bertscore_f1": "0-1", "sacrebleu": "0-100", "chrf": "0-100",

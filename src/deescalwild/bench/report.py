@@ -18,12 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deescalwild.atomic import atomic_write
-from deescalwild.bench.significance import (
-    FEW_SCENARIOS,
-    HIGHER_IS_BETTER,
-    PAPER_METRICS,
-    Comparison,
-)
+from deescalwild.bench.metrics import HIGHER_IS_BETTER, PAPER_METRICS
+from deescalwild.bench.significance import FEW_SCENARIOS, Comparison
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -21,12 +21,11 @@ from typing import Any
 import numpy as np
 
 from deescalwild.bench.bootstrap import cluster_sums, clustered_bootstrap_ci
+from deescalwild.bench.metrics import DESCRIPTIVE, HIGHER_IS_BETTER
+from deescalwild.bench.metrics import PAPER_METRICS as PAPER_METRICS  # re-exported
 from deescalwild.errors import DeescalwildError, InputError
 
 SCHEMA = "deescalwild.compare/1"
-PAPER_METRICS = ("rouge_l", "bleu4", "meteor", "bertscore_f1")
-HIGHER_IS_BETTER = (*PAPER_METRICS, "sacrebleu", "chrf")
-DESCRIPTIVE = ("length_ratio", "distinct_1", "distinct_2", "empty")
 _CHUNK = 4096  # sign patterns per block: bounds memory for many scenarios
 _MAX_EXACT_CLUSTERS = 24
 

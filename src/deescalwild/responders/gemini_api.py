@@ -14,33 +14,28 @@ Three things differ from an OpenAI-compatible server and are handled here:
 from __future__ import annotations
 
 import os
-import random
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from deescalwild.core import Reply
 from deescalwild.errors import DeescalwildError
-from deescalwild.responders.base import Options, Request, Responder, ResponderError, Timer
+from deescalwild.responders.api_base import APIResponder, Attempt
+from deescalwild.responders.base import Options, Request
 from deescalwild.responders.openai_api import none_if_blank
 from deescalwild.responders.prompt import chat_messages
 from deescalwild.responders.retry import (
     GiveUp,
     ReplyProblem,
-    RetryPolicy,
     Verdict,
-    call_with_retry,
     is_transport_error,
     one_line,
     parse_retry_after,
     retryable_status,
     root_reason,
-    stream_with_retry,
 )
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
@@ -84,10 +79,7 @@ class GeminiOptions(Options):
 
 
 @dataclass
-class _Attempt:
-    timer: Timer = field(default_factory=Timer)
-    finish: str | None = None
-    tokens: int | None = None
+class _Attempt(Attempt):
     thoughts: int | None = None
     prompt: int | None = None
     answered: bool = False  # the server sent a response (counted in usage)
@@ -100,28 +92,22 @@ def _name(value: Any) -> str | None:
     return str(getattr(value, "value", value))
 
 
-class GeminiResponder(Responder):
+class GeminiResponder(APIResponder):
     prefix = "gemini"
     description = ("Google Gemini API via google-genai: gemini:MODEL (e.g. "
                    "gemini:gemini-2.5-flash); key from $GOOGLE_API_KEY or $GEMINI_API_KEY")
     Options = GeminiOptions
     needs_key = "GEMINI_API_KEY"
-    can_stream = True
-    deterministic = True  # cache by request + seed; sampling settings are in settings()
+    Attempt = _Attempt
 
     def __init__(self, arg: str = "", options: Options | None = None, *,
                  spec: str | None = None, sleep: Callable[[float], None] | None = None,
                  rand: Callable[[], float] | None = None) -> None:
-        super().__init__(arg, options, spec=spec)
+        super().__init__(arg, options, spec=spec, sleep=sleep, rand=rand)
         self.model = arg.strip().removeprefix("models/")
         if not self.model:
             raise DeescalwildError("gemini: needs a model name, e.g. gemini:gemini-2.5-flash")
         self.base_url = (self.options.base_url or DEFAULT_BASE_URL).rstrip("/") + "/"
-        self.policy = RetryPolicy(max_retries=self.options.max_retries)
-        self.sleep = sleep or time.sleep  # injectable: tests do not wait
-        self.rand = rand or random.random
-        self._client: Any = None
-        self._client_lock = threading.Lock()  # the simulator may ask from several threads
         self._lock = threading.Lock()
         self._usage = {"responses": 0, "prompt_tokens": 0, "reply_tokens": 0,
                        "thinking_tokens": 0}
@@ -143,10 +129,6 @@ class GeminiResponder(Responder):
         names = (self.options.api_key_env,) if self.options.api_key_env else KEY_VARIABLES
         return DeescalwildError(f"gemini: no API key; set {' or '.join(names)} "
                                 "(or name another variable with ?api_key_env=NAME)")
-
-    def client(self) -> Any:
-        with self._client_lock:
-            return self._client or self._make_client()
 
     def _make_client(self) -> Any:
         """SDK retries off (one attempt), API version pinned, key passed explicitly so the SDK's
@@ -304,47 +286,6 @@ class GeminiResponder(Responder):
             msg += f" (gave up after {e.attempts} attempts)"
         return one_line(msg, (self._key(),), limit=300)
 
-    def _retry_kwargs(self) -> dict[str, Any]:
-        return {"sleep": self.sleep, "rand": self.rand, "what": f"gemini {self.model}",
-                "secrets": (self._key(),)}
-
-    def respond(self, request: Request) -> Reply:
-        """One reply; latency and first-token time are those of the attempt that succeeded."""
-
-        def attempt() -> tuple[_Attempt, str]:
-            at = _Attempt()
-            text = "".join(self._pieces(request, at)).strip()
-            if not text:
-                raise self._empty(at)
-            return at, text
-
-        started = Timer()
-        try:
-            self.client()  # built before any attempt's clock starts: SDK setup is not latency
-            at, text = call_with_retry(attempt, self._classify, self.policy,
-                                       **self._retry_kwargs())
-        except GiveUp as e:
-            return started.reply("", error=self._describe(e))
-        except DeescalwildError as e:  # no key: every request would fail the same way
-            return started.reply("", error=str(e))
-        except Exception as e:  # a bug or SDK surprise: still one request's failure
-            return started.reply("", error=self._describe(GiveUp(e, 1)))
-        return at.timer.reply(text, tokens=at.tokens)
-
-    def stream(self, request: Request) -> Iterator[str]:
-        """Text pieces as they arrive; retries happen only before the first piece."""
-        got = False
-        try:
-            self.client()
-            for piece in stream_with_retry(lambda: self._pieces(request, _Attempt()),
-                                           self._classify, self.policy, **self._retry_kwargs()):
-                got = True
-                yield piece
-        except GiveUp as e:
-            raise ResponderError(self._describe(e)) from e
-        if not got:
-            raise ResponderError("empty reply")
-
     # --- bookkeeping ----------------------------------------------------------------------
     def usage(self) -> dict[str, int]:
         """Tokens so far (responses received, prompt, reply, thinking): what a run cost, which
@@ -362,10 +303,6 @@ class GeminiResponder(Responder):
                  retry=self.policy.to_dict())
         return s
 
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
 
 _DELAY = re.compile(r"^\s*([0-9]*\.?[0-9]+)s\s*$")

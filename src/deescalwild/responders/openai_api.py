@@ -13,32 +13,25 @@ that reject unknown fields (api.openai.com).
 from __future__ import annotations
 
 import os
-import random
-import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from deescalwild.core import Reply
 from deescalwild.errors import DeescalwildError
-from deescalwild.responders.base import Options, Request, Responder, ResponderError, Timer
+from deescalwild.responders.api_base import APIResponder, Attempt
+from deescalwild.responders.base import Options, Request
 from deescalwild.responders.prompt import chat_messages
 from deescalwild.responders.retry import (
     GiveUp,
     ReplyProblem,
-    RetryPolicy,
     Verdict,
-    call_with_retry,
     is_transport_error,
     one_line,
     parse_retry_after,
     retryable_status,
     root_reason,
-    stream_with_retry,
 )
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -75,15 +68,6 @@ class OpenAIOptions(Options):
     _blank = field_validator("repetition_penalty", "seed", mode="before")(none_if_blank)
 
 
-@dataclass
-class _Attempt:
-    """One attempt's timing and what the server said about it."""
-
-    timer: Timer = field(default_factory=Timer)
-    finish: str | None = None
-    tokens: int | None = None
-
-
 def parse_arg(arg: str) -> tuple[str, str]:
     """`BASE_URL#MODEL` -> (base_url, model); a bare `MODEL` means api.openai.com."""
     arg = arg.strip()
@@ -105,32 +89,21 @@ def parse_arg(arg: str) -> tuple[str, str]:
     return base_url, model
 
 
-class OpenAIResponder(Responder):
+class OpenAIResponder(APIResponder):
     prefix = "openai"
     description = ("an OpenAI-compatible chat server (llama.cpp, vLLM, Ollama, LM Studio, hosted): "
                    "openai:BASE_URL#MODEL; key from $OPENAI_API_KEY when the server needs one")
     Options = OpenAIOptions
-    can_stream = True
-    deterministic = True  # cache by request + seed; sampling settings are in settings()
 
     def __init__(self, arg: str = "", options: Options | None = None, *,
                  spec: str | None = None, sleep: Callable[[float], None] | None = None,
                  rand: Callable[[], float] | None = None) -> None:
-        super().__init__(arg, options, spec=spec)
+        super().__init__(arg, options, spec=spec, sleep=sleep, rand=rand)
         self.base_url, self.model = parse_arg(arg)
-        self.policy = RetryPolicy(max_retries=self.options.max_retries)
-        self.sleep = sleep or time.sleep  # injectable: tests do not wait
-        self.rand = rand or random.random
-        self._client: Any = None
-        self._client_lock = threading.Lock()  # the simulator may ask from several threads
 
     # --- setup ----------------------------------------------------------------------------
     def _key(self) -> str | None:
         return os.environ.get(self.options.api_key_env) or None
-
-    def client(self) -> Any:
-        with self._client_lock:
-            return self._client or self._make_client()
 
     def _make_client(self) -> Any:
         from openai import OpenAI
@@ -187,7 +160,7 @@ class OpenAIResponder(Responder):
         rp = self.options.repetition_penalty
         return {} if rp is None else {"repetition_penalty": rp, "repeat_penalty": rp}
 
-    def _pieces(self, request: Request, at: _Attempt) -> Iterator[str]:
+    def _pieces(self, request: Request, at: Attempt) -> Iterator[str]:
         """Text pieces of one attempt; records timing, finish reason and token count in `at`."""
         client = self.client()
         if not self.options.stream:
@@ -222,7 +195,7 @@ class OpenAIResponder(Responder):
         self._final(at)
 
     @staticmethod
-    def _final(at: _Attempt) -> None:
+    def _final(at: Attempt) -> None:
         if at.finish == "content_filter":
             raise ReplyProblem("the server's content filter stopped the reply "
                                "(finish_reason=content_filter)")
@@ -258,45 +231,6 @@ class OpenAIResponder(Responder):
             msg += f" (gave up after {e.attempts} attempts)"
         return one_line(msg, (self._key(),), limit=300)
 
-    def _retry_kwargs(self) -> dict[str, Any]:
-        return {"sleep": self.sleep, "rand": self.rand, "what": f"openai {self.model}",
-                "secrets": (self._key(),)}
-
-    def respond(self, request: Request) -> Reply:
-        """One reply; latency and first-token time are those of the attempt that succeeded."""
-
-        def attempt() -> tuple[_Attempt, str]:
-            at = _Attempt()
-            text = "".join(self._pieces(request, at)).strip()
-            if not text:
-                raise ReplyProblem(f"empty reply (finish_reason={at.finish})")
-            return at, text
-
-        started = Timer()
-        try:
-            self.client()  # built before any attempt's clock starts: SDK setup is not latency
-            at, text = call_with_retry(attempt, self._classify, self.policy,
-                                       **self._retry_kwargs())
-        except GiveUp as e:
-            return started.reply("", error=self._describe(e))
-        except Exception as e:  # a bug or SDK surprise: still one request's failure
-            return started.reply("", error=self._describe(GiveUp(e, 1)))
-        return at.timer.reply(text, tokens=at.tokens)
-
-    def stream(self, request: Request) -> Iterator[str]:
-        """Text pieces as they arrive; retries happen only before the first piece."""
-        got = False
-        try:
-            self.client()
-            for piece in stream_with_retry(lambda: self._pieces(request, _Attempt()),
-                                           self._classify, self.policy, **self._retry_kwargs()):
-                got = True
-                yield piece
-        except GiveUp as e:
-            raise ResponderError(self._describe(e)) from e
-        if not got:
-            raise ResponderError("empty reply")
-
     # --- bookkeeping ----------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
         """Server, model, decoding, retry policy; never the key (only the variable's name)."""
@@ -305,7 +239,3 @@ class OpenAIResponder(Responder):
                  retry=self.policy.to_dict())
         return s
 
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
