@@ -9,6 +9,8 @@ OUT    ?= out
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export HF_HUB_OFFLINE := 1
+# llama-cpp-python (the gguf extra) builds from source: a portable CPU build, no curl
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF
 
 .PHONY: demo test lint bench docs clean
 

@@ -148,7 +148,9 @@ def test_gemma_forced_system_role_is_a_per_request_error(tiny):
 
 def test_llama_keeps_system_role(tiny):
     r = load_responder(f"hf:{tiny['llama']}?{GREEDY}")
-    assert r.render(REQS[0]).text.startswith("<|im_start|>system\nYou are the civilian")
+    assert r.render(REQS[0]).text.startswith(
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+        "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\nYou are the civilian")
     assert r.settings()["system_role"] is True
 
 

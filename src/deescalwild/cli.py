@@ -19,6 +19,8 @@ from deescalwild.corpus.cli import corpus
 from deescalwild.curate.cli import curate_cmd, release_cmd, split_cmd
 from deescalwild.errors import DeescalwildError
 from deescalwild.responders.cli import responders
+from deescalwild.train.cli import export_group, sft_cmd, train_cmd
+from deescalwild.train.model_cli import model
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,6 +46,10 @@ cli.add_command(eval_cmd)
 cli.add_command(score_cmd)
 cli.add_command(compare_cmd)
 cli.add_command(responders)
+cli.add_command(sft_cmd)
+cli.add_command(train_cmd)
+cli.add_command(export_group)
+cli.add_command(model)
 
 
 def _quiet_libraries(debug: bool) -> None:

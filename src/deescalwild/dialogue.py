@@ -70,8 +70,10 @@ def messages(scenario: Scenario) -> list[Message]:
 
 
 def scene_context(scenario: Scenario) -> str:
-    """What a responder may know before the conversation starts: where the video was posted and
-    its public title when known. Never the transcript itself."""
+    """What a responder may know before the conversation starts: where the video was posted, its
+    public title, and the civilian's persona (`meta["civilian_persona"]`, a short description of
+    the person, e.g. from the diarizer's voice description) when known. Never the transcript
+    itself. Benchmark cases and fine-tuning examples both use it, so they cannot differ."""
     where = {"youtube": "YouTube", "tiktok": "TikTok", "facebook": "Facebook"}.get(
         (scenario.platform or "").lower(), scenario.platform or "")
     text = "A real police-civilian encounter"
@@ -80,4 +82,8 @@ def scene_context(scenario: Scenario) -> str:
     title = str(scenario.meta.get("title") or "").strip()
     if title:
         text += f', titled "{title}"'
-    return text + "."
+    text += "."
+    persona = " ".join(str(scenario.meta.get("civilian_persona") or "").split())
+    if persona:
+        text += f" The civilian: {persona.rstrip('.')}."
+    return text

@@ -31,12 +31,11 @@ from deescalwild.core import Reply
 from deescalwild.errors import DeescalwildError
 from deescalwild.provenance import versions
 from deescalwild.responders.base import Options, Request, Responder, ResponderError, Timer
-from deescalwild.responders.prompt import chat_messages
+from deescalwild.responders.prompt import chat_messages, template_takes_system
 
 log = logging.getLogger(__name__)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-_PROBE = "deescalwild-system-probe"
 
 
 class HFOptions(Options):
@@ -165,19 +164,8 @@ class HFResponder(Responder):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.model, self.tokenizer = model, tokenizer
-        self._system_role = (self._template_takes_system() if self.options.system_role == "auto"
+        self._system_role = (template_takes_system(tokenizer) if self.options.system_role == "auto"
                              else bool(self.options.system_role))
-
-    def _template_takes_system(self) -> bool:
-        """Whether the chat template renders a system message (Gemma's raises, some silently
-        drop it): only then is the system prompt sent in its own role."""
-        probe = [{"role": "system", "content": _PROBE}, {"role": "user", "content": "hi"}]
-        try:
-            text = self.tokenizer.apply_chat_template(probe, tokenize=False,
-                                                      add_generation_prompt=True)
-        except Exception:
-            return False
-        return _PROBE in text
 
     # --- prompts --------------------------------------------------------------------------
     def render(self, request: Request) -> _Prompt:

@@ -4,6 +4,8 @@ which must match it) cannot drift apart."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from deescalwild.responders.base import Message, Request
 
 SYSTEM_PROMPT = (
@@ -34,9 +36,31 @@ def chat_messages(request: Request, system_role: bool = True) -> list[Message]:
     history = [dict(m) for m in request.history]
     while history and history[0]["role"] == "assistant":
         history.pop(0)
+    return with_system(system, history, system_role)
+
+
+def with_system(system: str, history: list[dict], system_role: bool = True) -> list[dict]:
+    """The system text as its own message, or folded into the first user turn (which is copied,
+    not changed in place). Fine-tuning data goes through here too, so a model is trained on
+    exactly the prompt shape it is later asked with."""
+    history = list(history)
     if system_role:
         return [{"role": "system", "content": system}, *history]
     if history and history[0]["role"] == "user":
-        history[0]["content"] = f"{system}\n\n{history[0]['content']}"
+        history[0] = {**history[0], "content": f"{system}\n\n{history[0]['content']}"}
         return history
     return [{"role": "user", "content": system}, *history]
+
+
+_PROBE = "deescalwild-system-probe"
+
+
+def template_takes_system(tokenizer: Any) -> bool:
+    """Whether a tokenizer's chat template renders a system message (Gemma's raises, some
+    silently drop it): only then is the system prompt sent in its own role."""
+    probe = [{"role": "system", "content": _PROBE}, {"role": "user", "content": "hi"}]
+    try:
+        text = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+    except Exception:
+        return False
+    return _PROBE in text

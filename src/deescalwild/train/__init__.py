@@ -1,0 +1,1 @@
+"""Fine-tuning: SFT examples, presets per model family, QLoRA trainer, export, tiny test models."""
