@@ -43,6 +43,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/curate_speed.py
 	$(BIN)/python benchmarks/eval_speed.py
 	$(BIN)/python benchmarks/retrieval_speed.py
+	$(BIN)/python benchmarks/train_speed.py
 
 docs: $(VENV)/.installed
 	$(BIN)/python scripts/cli_docs.py > docs/cli.md

@@ -37,7 +37,7 @@ def test_parse_spec(spec, want):
 
 
 def test_registry_errors_name_what_is_valid(tmp_path):
-    with pytest.raises(SpecError, match="unknown responder 'gpt'; known: const, gemini, hf"):
+    with pytest.raises(SpecError, match="unknown responder 'gpt'; known: const, gemini, gguf, hf"):
         load_responder("gpt:4")
     with pytest.raises(SpecError, match=r"k: .*\(options: train, context_turns"):
         load_responder("retrieval?k=many")

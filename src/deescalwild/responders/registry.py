@@ -26,6 +26,7 @@ BACKENDS: dict[str, str] = {
     "hf": "deescalwild.responders.hf:HFResponder",
     "openai": "deescalwild.responders.openai_api:OpenAIResponder",
     "gemini": "deescalwild.responders.gemini_api:GeminiResponder",
+    "gguf": "deescalwild.responders.gguf:GGUFResponder",
 }
 
 
@@ -74,7 +75,8 @@ def backend_class(name: str) -> type[Responder]:
 
 
 def _extra(name: str) -> str:
-    return {"hf": "hf", "openai": "api", "gemini": "api", "retrieval": "bench"}.get(name, "bench")
+    return {"hf": "hf", "openai": "api", "gemini": "api", "retrieval": "bench",
+            "gguf": "gguf"}.get(name, "bench")
 
 
 def resolve_spec(spec: str, defaults: Mapping[str, Any] | None = None

@@ -142,11 +142,17 @@ def merge_cmd(run: Path, output: Path, dtype: str) -> None:
               default="q4_k_m", show_default=True, help="llama.cpp weight type.")
 @click.option("--pre-tokenizer", help="Override llama.cpp's pre-tokenizer detection (for "
               "tokenizers its converter does not know).")
-def gguf_cmd(source: Path, output: Path, quant: str, pre_tokenizer: str | None) -> None:
+@click.option("--converter", type=click.Path(exists=True, path_type=Path),
+              help="llama.cpp's convert_hf_to_gguf.py or a llama.cpp checkout (default: "
+                   "$LLAMA_CPP_CONVERT, else the one matching the installed llama-cpp-python, "
+                   "fetched once; docs/training.md).")
+def gguf_cmd(source: Path, output: Path, quant: str, pre_tokenizer: str | None,
+             converter: Path | None) -> None:
     """A GGUF for llama.cpp from a run (merged first) or a model folder."""
     from deescalwild.train.export import export_gguf
 
-    facts = export_gguf(source, output, quant=quant, pre_tokenizer=pre_tokenizer)
+    facts = export_gguf(source, output, quant=quant, pre_tokenizer=pre_tokenizer,
+                        converter=converter)
     size = facts.get("size_bytes") or output.stat().st_size
     click.echo(f"wrote {output}: {quant}, {size / 2**20:,.1f} MiB; use it as "
                f"--responder gguf:{output}")

@@ -71,21 +71,23 @@ def merge(run: str | Path, out: str | Path, dtype: str = "bfloat16") -> dict[str
 
 
 def export_gguf(source: str | Path, out: str | Path, quant: str = "q4_k_m",
-                pre_tokenizer: str | None = None) -> dict[str, Any]:
+                pre_tokenizer: str | None = None,
+                converter: str | Path | None = None) -> dict[str, Any]:
     """A GGUF file from a run (merged first, in float32 into a temporary folder, so the
     converter quantizes from the exact merged weights) or from a full model folder."""
     from deescalwild.train import gguf_export
 
     source = Path(source)
+    conv = Path(converter) if converter else None
     if not _is_run(source):
         if not (source / "config.json").is_file():
             raise DeescalwildError(f"{source}: neither a fine-tuning run (adapter_config.json) "
                                    "nor a model folder (config.json)")
         return gguf_export.export_gguf(source, Path(out), quant=quant,
-                                       pre_tokenizer=pre_tokenizer)
+                                       pre_tokenizer=pre_tokenizer, converter=conv)
     with tempfile.TemporaryDirectory(prefix="deescalwild-merge-") as tmp:
         merged = Path(tmp) / "merged"
         facts = merge(source, merged, dtype="float32")
         result = gguf_export.export_gguf(merged, Path(out), quant=quant,
-                                         pre_tokenizer=pre_tokenizer)
+                                         pre_tokenizer=pre_tokenizer, converter=conv)
     return {**result, "merge": facts}

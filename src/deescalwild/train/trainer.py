@@ -61,7 +61,7 @@ def plan(preset: Preset) -> Plan:
     precision = t.precision
     if precision == "auto":
         precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
-    if precision in ("bf16", "fp16") and not cuda and precision == "fp16":
+    if precision == "fp16" and not cuda:
         raise DeescalwildError("train.precision = fp16 needs a CUDA device; use bf16 or fp32")
     quant = t.quant
     have_bnb = _bitsandbytes()
@@ -202,7 +202,7 @@ def _memory_check(preset: Preset, p: Plan) -> None:
     if have and need > have:
         tips = []
         if p.quant != "4bit":
-            tips.append("--set train.quant=\"4bit\" (QLoRA)")
+            tips.append("--set train.quant=4bit (QLoRA)")
         tips += ["a smaller model", "--set train.batch_size=1 with a larger grad_accum",
                  "--set train.max_length=1024"]
         raise DeescalwildError(f"not enough {'GPU ' if p.device == 'cuda' else ''}memory: "
@@ -241,9 +241,9 @@ def _oom_message(p: Plan, preset: Preset) -> str:
             f"--set train.grad_accum={t.grad_accum * 2}",
             f"--set train.max_length={max(256, t.max_length // 2)}"]
     if not p.gradient_checkpointing:
-        tips.append("--set train.gradient_checkpointing=\"true\"")
+        tips.append("--set train.gradient_checkpointing=true")
     if p.quant != "4bit":
-        tips.append("--set train.quant=\"4bit\"")
+        tips.append("--set train.quant=4bit")
     return (f"out of memory while training on {p.device} (batch {t.batch_size} x "
             f"{t.max_length} tokens); try {' or '.join(tips)}, then --resume")
 
@@ -387,7 +387,7 @@ def _load_model(preset: Preset, p: Plan) -> Any:
         model = AutoModelForCausalLM.from_pretrained(_model_ref(preset.model), **kwargs)
     except torch.OutOfMemoryError as e:
         raise DeescalwildError(f"out of GPU memory loading {preset.model}; try "
-                               "--set train.quant=\"4bit\" or a smaller model") from e
+                               "--set train.quant=4bit or a smaller model") from e
     except (OSError, ValueError, ImportError) as e:
         raise DeescalwildError(f"cannot load model {preset.model!r}: "
                                f"{str(e).strip().splitlines()[0]}") from e
