@@ -26,9 +26,8 @@ from deescalwild.core import Reply
 from deescalwild.errors import DeescalwildError
 from deescalwild.provenance import versions
 from deescalwild.responders.base import Options, Request, Responder, ResponderError, Timer
-from deescalwild.responders.prompt import chat_messages
+from deescalwild.responders.prompt import chat_messages, template_takes_system
 
-_PROBE = "deescalwild-system-probe"
 _TEMPLATE = "chat_template.default"  # llama-cpp-python's name for the GGUF's own template
 
 
@@ -109,16 +108,9 @@ class GGUFResponder(Responder):
         self._formatter = Jinja2ChatFormatter(template=template, eos_token=_text(llm, eos),
                                               bos_token=_text(llm, bos))
         self.llm = llm
-        self._system_role = (self._template_takes_system() if o.system_role == "auto"
+        self._system_role = (template_takes_system(lambda m: self._formatter(messages=m).prompt)
+                             if o.system_role == "auto"
                              else bool(o.system_role))
-
-    def _template_takes_system(self) -> bool:
-        """Whether the chat template renders a system message (see `hf._template_takes_system`)."""
-        probe = [{"role": "system", "content": _PROBE}, {"role": "user", "content": "hi"}]
-        try:
-            return _PROBE in self._formatter(messages=probe).prompt
-        except Exception:
-            return False
 
     # --- prompts --------------------------------------------------------------------------
     def messages(self, request: Request) -> list[dict[str, str]]:

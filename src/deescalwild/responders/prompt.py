@@ -55,12 +55,17 @@ def with_system(system: str, history: list[dict], system_role: bool = True) -> l
 _PROBE = "deescalwild-system-probe"
 
 
-def template_takes_system(tokenizer: Any) -> bool:
-    """Whether a tokenizer's chat template renders a system message (Gemma's raises, some
-    silently drop it): only then is the system prompt sent in its own role."""
+def template_takes_system(render: Any) -> bool:
+    """Whether a chat template renders a system message (Gemma's raises, some silently drop
+    it): only then is the system prompt sent in its own role. `render(messages) -> str` renders
+    with the generation prompt, or is a transformers tokenizer (its `apply_chat_template`)."""
+    if hasattr(render, "apply_chat_template"):
+        tokenizer = render
+
+        def render(msgs: list[dict]) -> str:
+            return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     probe = [{"role": "system", "content": _PROBE}, {"role": "user", "content": "hi"}]
     try:
-        text = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+        return _PROBE in render(probe)
     except Exception:
         return False
-    return _PROBE in text

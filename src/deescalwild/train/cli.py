@@ -151,6 +151,9 @@ def gguf_cmd(source: Path, output: Path, quant: str, pre_tokenizer: str | None,
     """A GGUF for llama.cpp from a run (merged first) or a model folder."""
     from deescalwild.train.export import export_gguf
 
+    merging = (source / "adapter_config.json").is_file()
+    click.echo(f"{'merging the adapter, then ' if merging else ''}converting with llama.cpp "
+               f"({quant}) ...", err=True)
     facts = export_gguf(source, output, quant=quant, pre_tokenizer=pre_tokenizer,
                         converter=converter)
     size = facts.get("size_bytes") or output.stat().st_size

@@ -327,19 +327,14 @@ def model_info(folder: str | Path) -> dict:
         raise DeescalwildError(f"{cfg_file}: not readable JSON ({e})") from e
     from transformers import AutoTokenizer
 
+    from deescalwild.responders.prompt import template_takes_system
+
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except Exception as e:  # any loader failure is one line for the user
         raise DeescalwildError(f"{path}: cannot load the tokenizer ({e})") from e
     template = bool(getattr(tok, "chat_template", None))
-    system_role = False
-    if template:
-        probe = [{"role": "system", "content": "probe"}, {"role": "user", "content": "hi"}]
-        try:
-            text = tok.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
-            system_role = "probe" in text
-        except Exception:  # the template refuses a system role
-            system_role = False
+    system_role = template and template_takes_system(tok)
     return {"path": str(path), "arch": cfg.get("model_type"),
             "architectures": cfg.get("architectures") or [],
             "parameters": _safetensors_parameters(path), "vocab": len(tok),
