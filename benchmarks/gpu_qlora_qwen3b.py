@@ -38,8 +38,9 @@ TINY = dict(QWEN25_3B, hidden_size=64, intermediate_size=128, num_hidden_layers=
             num_attention_heads=4, num_key_value_heads=2, vocab_size=800)
 
 
-def build_random(out: Path, size: str) -> Path:
-    """Random weights of the chosen architecture + the tiny model's tokenizer and template."""
+def build_random(out: Path, size: str) -> tuple[Path, int]:
+    """Random weights of the chosen architecture + the tiny model's tokenizer and template;
+    returns the folder and the parameter count."""
     import torch
     from transformers import AutoTokenizer, GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 

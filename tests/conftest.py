@@ -25,6 +25,19 @@ def _hermetic(monkeypatch, _session_home):
     monkeypatch.setenv("DEESCALWILD_HOME", str(_session_home))
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules of tiny-model tests (`pytestmark = pytest.mark.usefixtures(...)`): tiny
+    matrices gain nothing from threads, and on a busy 2-core machine torch's spinning intra-op
+    threads make each generate call 10-20x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def sample_corpus():
     """The shipped sample corpus, imported with roles resolved (shared; do not mutate)."""

@@ -19,10 +19,10 @@ pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed "
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tiny_models import build_tiny_model
+from tiny_models import build_tiny_model, traffic_stop_request
 
 from deescalwild.errors import DeescalwildError
-from deescalwild.responders.base import Request, ResponderError
+from deescalwild.responders.base import ResponderError
 from deescalwild.responders.registry import load_responder
 from deescalwild.train import gguf_export
 from deescalwild.train.gguf_export import export_gguf, find_converter
@@ -30,14 +30,7 @@ from deescalwild.train.gguf_export import export_gguf, find_converter
 GREEDY = "temperature=0&n_threads=1"
 
 
-def _req(i: int, turns: int = 1) -> Request:
-    lines = ["Sir, license and registration please.", "Why? What did I do?",
-             "You were going fifty in a thirty.", "No way, I was not.",
-             "Step out of the car for me.", "Okay, okay. I'm getting out."]
-    history = [{"role": "user" if k % 2 == 0 else "assistant",
-                "content": f"{lines[k % 6]} ({i}.{k})"} for k in range(2 * turns - 1)]
-    return Request(context=f"Traffic stop number {i} on a highway at night.", history=history,
-                   id=f"case-{i}")
+_req = traffic_stop_request
 
 
 REQS = [_req(0), _req(1, turns=3), _req(2, turns=2)]

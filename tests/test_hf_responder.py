@@ -11,10 +11,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tiny_models import build_tiny_model
+from tiny_models import build_tiny_model, traffic_stop_request
 
 from deescalwild.errors import DeescalwildError
-from deescalwild.responders.base import Request, ResponderError
+from deescalwild.responders.base import ResponderError
 from deescalwild.responders.registry import SpecError, load_responder
 
 # CPU float32 pinned: the exactness checks (batched == single) are about padding, not about
@@ -22,16 +22,7 @@ from deescalwild.responders.registry import SpecError, load_responder
 GREEDY = "max_new_tokens=8&temperature=0&device=cpu"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny matrices gain nothing from threads, and on a busy 2-core machine torch's spinning
-    intra-op threads make each generate call 10-20x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +40,7 @@ def qwen(tiny):
     r.close()
 
 
-def _req(i: int, turns: int = 1) -> Request:
-    lines = ["Sir, license and registration please.", "Why? What did I do?",
-             "You were going fifty in a thirty.", "No way, I was not.",
-             "Step out of the car for me.", "Okay, okay. I'm getting out."]
-    history = [{"role": "user" if k % 2 == 0 else "assistant",
-                "content": f"{lines[k % 6]} ({i}.{k})"} for k in range(2 * turns - 1)]
-    return Request(context=f"Traffic stop number {i} on a highway at night.", history=history,
-                   id=f"case-{i}")
+_req = traffic_stop_request
 
 
 REQS = [_req(0), _req(1, turns=3), _req(2, turns=2), _req(3)]

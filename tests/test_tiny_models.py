@@ -13,8 +13,8 @@ pytest.importorskip("transformers")
 
 from click.testing import CliRunner
 
+from deescalwild.cli import cli
 from deescalwild.errors import DeescalwildError
-from deescalwild.train.model_cli import model as model_group
 from deescalwild.train.tiny import ARCHS, FAMILIES, build_tiny_model, model_info
 
 SYSTEM, U1, A1, U2, A2 = ("Be calm.", "License please.", "Why, officer?", "You were speeding.",
@@ -68,15 +68,7 @@ def _conversation(arch: str, system: bool) -> list[dict]:
     return msgs
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny matrices gain nothing from threads; on a busy 2-core machine they only spin."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -241,8 +233,8 @@ def test_model_info_reads_the_folder(tiny):
 def test_cli_init_tiny_and_info(tmp_path):
     runner = CliRunner()
     out = tmp_path / "phi"
-    r = runner.invoke(model_group, ["init-tiny", "--arch", "phi3", "-o", str(out), "--seed", "3",
-                                    "--vocab-size", "600"])
+    r = runner.invoke(cli, ["model", "init-tiny", "--arch", "phi3", "-o", str(out), "--seed", "3",
+                             "--vocab-size", "600"])
     assert r.exit_code == 0, r.output
     lines = r.stdout.strip().splitlines()  # (stderr: the library's progress bars)
     assert len(lines) == 1
@@ -253,16 +245,16 @@ def test_cli_init_tiny_and_info(tmp_path):
     assert int(params.split()[0].replace(",", "")) == model_info(out)["parameters"]
     assert cfg["vocab_size"] <= 600
 
-    r = runner.invoke(model_group, ["info", str(out)])
+    r = runner.invoke(cli, ["model", "info", str(out)])
     assert r.exit_code == 0, r.output
     assert "arch: phi3 (Phi3ForCausalLM)" in r.output and "system role: yes" in r.output
     assert "chat template: yes" in r.output and "tiny: Phi-4-mini-instruct (seed 3)" in r.output
-    r = runner.invoke(model_group, ["info", "--json", str(out)])
+    r = runner.invoke(cli, ["model", "info", "--json", str(out)])
     assert json.loads(r.output)["vocab"] == cfg["vocab_size"]
 
-    r = runner.invoke(model_group, ["init-tiny", "--arch", "gpt9", "-o", str(tmp_path / "x")])
+    r = runner.invoke(cli, ["model", "init-tiny", "--arch", "gpt9", "-o", str(tmp_path / "x")])
     assert r.exit_code == 2 and "gpt9" in r.output
-    r = runner.invoke(model_group, ["init-tiny", "-o", str(tmp_path / "y"), "--vocab-size", "10"])
+    r = runner.invoke(cli, ["model", "init-tiny", "-o", str(tmp_path / "y"), "--vocab-size", "10"])
     assert isinstance(r.exception, DeescalwildError) and "too small" in str(r.exception)
-    r = runner.invoke(model_group, ["info", str(tmp_path)])
+    r = runner.invoke(cli, ["model", "info", str(tmp_path)])
     assert isinstance(r.exception, DeescalwildError) and "no config.json" in str(r.exception)

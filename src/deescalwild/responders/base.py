@@ -11,7 +11,7 @@ first token arrived.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -121,3 +121,19 @@ class Timer:
         first = self.first_token_s if self.first_token_s is not None else latency
         return Reply(text=text if error is None else "", latency_s=latency,
                      first_token_s=first, tokens=tokens, error=error)
+
+
+def stripped(pieces: Iterable[str]) -> Iterator[str]:
+    """Streamed text pieces whose concatenation is the whole reply `.strip()`ped: leading
+    blanks are dropped and trailing ones held back until more text follows (what local backends
+    stream must join to exactly what `respond` returns)."""
+    pending, started = "", False
+    for piece in pieces:
+        if not started:
+            piece = piece.lstrip()
+            started = bool(piece)
+        text = pending + piece
+        body = text.rstrip()
+        pending = text[len(body):]
+        if body:
+            yield body

@@ -12,9 +12,11 @@ reply is streamed so `first_token_s` is the real time to the first token.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import os
+import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +27,14 @@ from pydantic import Field
 from deescalwild.core import Reply
 from deescalwild.errors import DeescalwildError
 from deescalwild.provenance import versions
-from deescalwild.responders.base import Options, Request, Responder, ResponderError, Timer
+from deescalwild.responders.base import (
+    Options,
+    Request,
+    Responder,
+    ResponderError,
+    Timer,
+    stripped,
+)
 from deescalwild.responders.prompt import chat_messages, template_takes_system
 
 _TEMPLATE = "chat_template.default"  # llama-cpp-python's name for the GGUF's own template
@@ -191,23 +200,19 @@ class GGUFResponder(Responder):
             messages=msgs, stream=True, temperature=o.temperature, top_p=o.top_p, top_k=o.top_k,
             min_p=0.0, typical_p=1.0, repeat_penalty=o.repeat_penalty, max_tokens=o.max_tokens,
             seed=self._seed(request), logits_processor=[count])
-        pending, started, finish = "", False, None
-        for chunk in chunks:
-            choice = chunk["choices"][0]
-            finish = choice.get("finish_reason") or finish
-            piece = choice.get("delta", {}).get("content") or ""
-            if not piece:
-                continue
-            timer.first()
-            if not started:
-                piece = piece.lstrip()
-                started = bool(piece)
-            text = pending + piece
-            body = text.rstrip()
-            pending = text[len(body):]
-            if body:
-                yield body
-        ended = finish == "stop" and steps[0] > 0  # on an end-of-turn token, not counted
+        finish: list[str | None] = [None]
+
+        def pieces() -> Iterator[str]:
+            for chunk in chunks:
+                choice = chunk["choices"][0]
+                finish[0] = choice.get("finish_reason") or finish[0]
+                piece = choice.get("delta", {}).get("content") or ""
+                if piece:
+                    timer.first()
+                    yield piece
+
+        yield from stripped(pieces())
+        ended = finish[0] == "stop" and steps[0] > 0  # on an end-of-turn token, not counted
         result["tokens"] = min(steps[0] - 1 if ended else steps[0], o.max_tokens)
 
     # --- bookkeeping ----------------------------------------------------------------------
@@ -246,28 +251,16 @@ def _load_error(path: Path) -> str:
     """llama.cpp's own reason for refusing a file (`verbose=False` hides its log, and the
     Python error only says "Failed to load"): one more load attempt, vocabulary only, with the
     log captured at the file-descriptor level."""
-    import sys
     import tempfile
 
     from llama_cpp import Llama
 
     with tempfile.TemporaryFile() as log:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        saved = [os.dup(1), os.dup(2)]
         try:
-            os.dup2(log.fileno(), 1)
-            os.dup2(log.fileno(), 2)
-            Llama(model_path=str(path), vocab_only=True, verbose=True).close()
+            with redirect_c_output(log.fileno()):
+                Llama(model_path=str(path), vocab_only=True, verbose=True).close()
         except Exception:
             pass
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
         log.seek(0)
         lines = log.read().decode("utf-8", errors="replace").splitlines()
     errors = [ln.split("error loading model:", 1)[-1].strip() for ln in lines
@@ -295,3 +288,22 @@ def _gguf_path(arg: str) -> Path:
         if f.read(4) != b"GGUF":
             raise DeescalwildError(f"gguf: {arg} is not a GGUF file")
     return path
+
+
+@contextlib.contextmanager
+def redirect_c_output(fd: int) -> Iterator[None]:
+    """Send file descriptors 1 and 2 (where llama.cpp's C code writes) to `fd` for the block."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for s in saved:
+            os.close(s)

@@ -30,7 +30,14 @@ from pydantic import Field
 from deescalwild.core import Reply
 from deescalwild.errors import DeescalwildError
 from deescalwild.provenance import versions
-from deescalwild.responders.base import Options, Request, Responder, ResponderError, Timer
+from deescalwild.responders.base import (
+    Options,
+    Request,
+    Responder,
+    ResponderError,
+    Timer,
+    stripped,
+)
 from deescalwild.responders.prompt import chat_messages, template_takes_system
 
 log = logging.getLogger(__name__)
@@ -93,7 +100,8 @@ class HFResponder(Responder):
     def __init__(self, arg: str = "", options: Options | None = None, *,
                  spec: str | None = None) -> None:
         super().__init__(arg, options, spec=spec)
-        self.model_ref, self.adapter_dir, self.tokenizer_ref = _resolve(arg, self.options.adapter)
+        self.model_ref, self.adapter_dir, self.tokenizer_ref = resolve_model(
+            arg, self.options.adapter)
         self.model: Any = None
         self.tokenizer: Any = None
         self._system_role: bool | None = None
@@ -386,17 +394,8 @@ class HFResponder(Responder):
         self._seed(request)
         thread = threading.Thread(target=work, name="hf-generate", daemon=True)
         thread.start()
-        pending, started = "", False
         try:
-            for piece in streamer:
-                if not started:
-                    piece = piece.lstrip()
-                    started = bool(piece)
-                text = pending + piece
-                body = text.rstrip()
-                pending = text[len(body):]
-                if body:
-                    yield body
+            yield from stripped(streamer)
         finally:
             cancel.set()
             thread.join()
@@ -447,7 +446,7 @@ def _cannot_load(arg: str) -> DeescalwildError:
                             "first")
 
 
-def _model_ref(arg: str) -> str:
+def model_ref(arg: str) -> str:
     """A loadable model reference for `arg`: a local model folder, a cached hub id, or (online)
     any hub id. Decided locally so an offline miss fails at once instead of after retries."""
     path = Path(arg).expanduser()
@@ -480,11 +479,11 @@ def _adapter_base(adapter: Path) -> str:
     return base
 
 
-def _is_adapter(path: Path) -> bool:
+def is_adapter(path: Path) -> bool:
     return (path / "adapter_config.json").is_file()
 
 
-def _resolve(arg: str, adapter: Path | None) -> tuple[str, Path | None, str]:
+def resolve_model(arg: str, adapter: Path | None) -> tuple[str, Path | None, str]:
     """(model reference, adapter folder or None, tokenizer reference). PATH may itself be an
     adapter folder (a fine-tuning run): its base comes from adapter_config.json. The tokenizer
     comes from the adapter folder when it saved one (fine-tuning may change the template)."""
@@ -493,22 +492,22 @@ def _resolve(arg: str, adapter: Path | None) -> tuple[str, Path | None, str]:
         raise DeescalwildError("hf: needs a model, e.g. hf:Qwen/Qwen2.5-3B-Instruct, "
                                "hf:PATH or hf:RUN_DIR (a PEFT adapter folder)")
     path = Path(arg).expanduser()
-    if path.is_dir() and _is_adapter(path):
+    if path.is_dir() and is_adapter(path):
         if adapter is not None:
             raise DeescalwildError(f"hf: '{arg}' is already a PEFT adapter folder; drop "
                                    "?adapter= or give the base model as PATH")
         base = _adapter_base(path)
         try:
-            model = _model_ref(base)
+            model = model_ref(base)
         except DeescalwildError as e:
             raise DeescalwildError(f"{e} (the base model named in "
                                    f"{path / 'adapter_config.json'})") from e
         adapter = path
     else:
-        model = _model_ref(arg)
+        model = model_ref(arg)
         if adapter is not None:
             adapter = adapter.expanduser()
-            if not (adapter.is_dir() and _is_adapter(adapter)):
+            if not (adapter.is_dir() and is_adapter(adapter)):
                 raise DeescalwildError(f"hf: adapter '{adapter}' is not a PEFT adapter folder "
                                        "(no adapter_config.json)")
     has_tok = adapter is not None and (adapter / "tokenizer_config.json").is_file()

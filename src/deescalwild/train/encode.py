@@ -62,15 +62,13 @@ def encode(tokenizer: Any, msgs: Sequence[dict[str, Any]], system_role: bool) ->
     specials = sorted(getattr(tokenizer, "all_special_tokens", []) or [], key=len, reverse=True)
     spans: list[tuple[int, int]] = []
     bounds: list[int] = []  # character end of each message in `full`
-    before = ""
     for k, m in enumerate(chat):
         after = _render(tokenizer, chat[: k + 1], gen=False)
         end = _shared_end(after, extended, specials)
-        if end is None or not extended.startswith(before) or full[:end] != extended[:end]:
+        if end is None or full[:end] != extended[:end]:
             raise TemplateError("the chat template renders an earlier message differently once "
                                 f"later ones follow (message {k}, role {m['role']})")
         bounds.append(end)
-        before = after[:end]
         if m["role"] != "assistant" or m.get("train") is False:
             continue
         prompt = _render(tokenizer, chat[:k], gen=True)

@@ -18,12 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from deescalwild.errors import DeescalwildError
+from deescalwild.responders.hf import is_adapter, resolve_model
 
 MERGE_DTYPES = ("float32", "bfloat16", "float16")
-
-
-def _is_run(path: Path) -> bool:
-    return (path / "adapter_config.json").is_file()
 
 
 def merge(run: str | Path, out: str | Path, dtype: str = "bfloat16") -> dict[str, Any]:
@@ -32,16 +29,14 @@ def merge(run: str | Path, out: str | Path, dtype: str = "bfloat16") -> dict[str
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from deescalwild.responders.hf import _resolve
-
     run, out = Path(run), Path(out)
-    if not _is_run(run):
+    if not is_adapter(run):
         raise DeescalwildError(f"{run}: not a fine-tuning run (no adapter_config.json)")
     if dtype not in MERGE_DTYPES:
         raise DeescalwildError(f"--dtype {dtype!r}: expected one of {', '.join(MERGE_DTYPES)}")
     if out.exists() and any(out.iterdir()):
         raise DeescalwildError(f"{out} exists and is not empty; choose another -o")
-    base, adapter, tokenizer_ref = _resolve(str(run), None)
+    base, adapter, tokenizer_ref = resolve_model(str(run), None)
     start = time.perf_counter()
     try:
         model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype))
@@ -79,7 +74,7 @@ def export_gguf(source: str | Path, out: str | Path, quant: str = "q4_k_m",
 
     source = Path(source)
     conv = Path(converter) if converter else None
-    if not _is_run(source):
+    if not is_adapter(source):
         if not (source / "config.json").is_file():
             raise DeescalwildError(f"{source}: neither a fine-tuning run (adapter_config.json) "
                                    "nor a model folder (config.json)")

@@ -33,13 +33,13 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from deescalwild.errors import DeescalwildError
 from deescalwild.home import cache_dir
+from deescalwild.responders.gguf import redirect_c_output
 
 __all__ = ["QUANTS", "export_gguf", "find_converter"]
 
@@ -259,7 +259,7 @@ def _quantize(src: Path, dst: Path, ftype: int) -> None:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = os.cpu_count() or 1
-    with tempfile.TemporaryFile(mode="w+b") as log, _fd_redirect(log.fileno()):
+    with tempfile.TemporaryFile(mode="w+b") as log, redirect_c_output(log.fileno()):
         rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(),
                                             ctypes.byref(params))
         log.seek(0)
@@ -267,22 +267,3 @@ def _quantize(src: Path, dst: Path, ftype: int) -> None:
     if rc != 0 or not dst.is_file():
         raise DeescalwildError(f"export gguf: llama.cpp's quantizer failed on {src.name}: "
                                f"{_last_line(text) or f'code {rc}'}")
-
-
-@contextlib.contextmanager
-def _fd_redirect(fd: int) -> Iterator[None]:
-    """Send file descriptors 1 and 2 (where C code writes) to `fd` for the block."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    try:
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for s in saved:
-            os.close(s)

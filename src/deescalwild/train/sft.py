@@ -37,7 +37,7 @@ DEFAULT_SPLITS = ("train", "dev")  # the test split is never written: it is the 
 CHARS_PER_TOKEN = 3.5  # English speech in 100k+ vocabularies runs ~4; 3.5 leaves room
 MESSAGE_OVERHEAD = 8  # role header and end-of-turn tokens of one message, generously
 
-Counter_ = Callable[[str], int]
+TokenCount = Callable[[str], int]  # tokens of one message's text
 
 
 def estimate_tokens(text: str) -> int:
@@ -45,7 +45,7 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN) + MESSAGE_OVERHEAD
 
 
-def tokenizer_counter(tokenizer: Any) -> Counter_:
+def tokenizer_counter(tokenizer: Any) -> TokenCount:
     """Tokens of one message counted with `tokenizer`, plus the message overhead."""
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"]) + MESSAGE_OVERHEAD
@@ -129,7 +129,7 @@ class SFTSummary:
 
 
 def scenario_examples(scenario: Scenario, max_tokens: int = DEFAULT_MAX_TOKENS,
-                      count: Counter_ = estimate_tokens, overlap: int | None = None,
+                      count: TokenCount = estimate_tokens, overlap: int | None = None,
                       summary: SFTSummary | None = None) -> Iterator[dict[str, Any]]:
     """The SFT records of one scenario (none when curation excluded it)."""
     s = summary if summary is not None else SFTSummary()
@@ -165,7 +165,7 @@ def scenario_examples(scenario: Scenario, max_tokens: int = DEFAULT_MAX_TOKENS,
 
 
 def make_sft(split_path: str | Path, out: str | Path, splits: Iterable[str] = DEFAULT_SPLITS,
-             max_tokens: int = DEFAULT_MAX_TOKENS, count: Counter_ = estimate_tokens,
+             max_tokens: int = DEFAULT_MAX_TOKENS, count: TokenCount = estimate_tokens,
              overlap: int | None = None) -> SFTSummary:
     """Write the SFT examples of `splits` of a split corpus to `out` (JSON Lines, atomically)."""
     wanted = set(splits)

@@ -32,6 +32,7 @@ from deescalwild.atomic import atomic_write
 from deescalwild.bench.cases import file_sha256
 from deescalwild.errors import DeescalwildError
 from deescalwild.provenance import git_commit, versions
+from deescalwild.responders.hf import model_ref
 from deescalwild.train.encode import encode, probe
 from deescalwild.train.presets import Preset
 from deescalwild.train.sft import exchanges, read_sft, windowed
@@ -64,12 +65,11 @@ def plan(preset: Preset) -> Plan:
     if precision == "fp16" and not cuda:
         raise DeescalwildError("train.precision = fp16 needs a CUDA device; use bf16 or fp32")
     quant = t.quant
-    have_bnb = _bitsandbytes()
     if quant == "auto":
-        # QLoRA wherever bitsandbytes runs; on CPU its 4-bit kernels are slower than fp32
-        # matmuls and memory is rarely what limits a CPU run, so plain LoRA there
-        quant = "4bit" if cuda and have_bnb else "none"
-    elif quant in ("4bit", "8bit") and not have_bnb:
+        # QLoRA on CUDA where bitsandbytes runs; on CPU memory is rarely what limits a run, so
+        # plain LoRA there (bitsandbytes is not even imported)
+        quant = "4bit" if cuda and _bitsandbytes() else "none"
+    elif quant in ("4bit", "8bit") and not _bitsandbytes():
         raise DeescalwildError(f"train.quant = {quant} needs bitsandbytes: "
                                "pip install 'deescalwild[finetune]'")
     gc = t.gradient_checkpointing
@@ -352,10 +352,8 @@ def _quiet(progress: bool) -> None:
 def _load_tokenizer(model: str) -> Any:
     from transformers import AutoTokenizer
 
-    from deescalwild.responders.hf import _model_ref
-
     try:
-        tokenizer = AutoTokenizer.from_pretrained(_model_ref(model))
+        tokenizer = AutoTokenizer.from_pretrained(model_ref(model))
     except (OSError, ValueError) as e:
         raise DeescalwildError(f"cannot load the tokenizer of {model!r}: "
                                f"{str(e).strip().splitlines()[0]}") from e
@@ -367,8 +365,6 @@ def _load_tokenizer(model: str) -> Any:
 def _load_model(preset: Preset, p: Plan) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
-
-    from deescalwild.responders.hf import _model_ref
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[p.precision]
     kwargs: dict[str, Any] = {"dtype": dtype,
@@ -384,7 +380,7 @@ def _load_model(preset: Preset, p: Plan) -> Any:
             if p.quant == "4bit" else BitsAndBytesConfig(load_in_8bit=True))
         kwargs["device_map"] = {"": 0 if p.device == "cuda" else "cpu"}
     try:
-        model = AutoModelForCausalLM.from_pretrained(_model_ref(preset.model), **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(model_ref(preset.model), **kwargs)
     except torch.OutOfMemoryError as e:
         raise DeescalwildError(f"out of GPU memory loading {preset.model}; try "
                                "--set train.quant=4bit or a smaller model") from e
