@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
 import click
 
@@ -65,6 +66,8 @@ def _quiet_libraries(debug: bool) -> None:
         logging.root.addHandler(handler)
         logging.root.setLevel(level)
     if not debug:
+        # deprecation notices inside transformers/trl/peft are for us, not for the user
+        warnings.filterwarnings("ignore", category=FutureWarning)
         logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 

@@ -22,7 +22,6 @@ import resource
 import shutil
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -339,10 +338,7 @@ def train(preset: Preset, data: str | Path, out: str | Path, resume: bool = Fals
 
 
 def _quiet(progress: bool) -> None:
-    """Library deprecation notices are for us, not for the person training; dataset-map bars
-    only on a terminal."""
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft)")
-    warnings.filterwarnings("ignore", message=r".*(is_gradient_checkpointing|deprecated).*")
+    """Dataset-map bars only on a terminal."""
     if not progress:
         import datasets
 
