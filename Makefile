@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine (see README):
-#   make demo   the main job on the embedded sample corpus: `deescalwild bench`, then a release
+#   make demo   the main job on the embedded sample corpus: `deescalwild bench`, a release, and
+#               two scripted simulator sessions (calm tactics, then threats) with their reports
 #   make test   the test suite (lint + pytest)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -19,7 +20,7 @@ $(BIN)/python:
 
 # stamp files: reinstall only when the package metadata changes
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[bench,bertscore,release]'
+	$(BIN)/python -m pip install --quiet -e '.[bench,bertscore,release,sim]'
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
@@ -31,6 +32,10 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/deescalwild bench -o $(OUT)/bench
 	$(BIN)/deescalwild release $(OUT)/bench/split.jsonl -o $(OUT)/release
+	$(BIN)/deescalwild simulate --card traffic-stop-night-shift --db $(OUT)/sim.db \
+	  --report-dir $(OUT)/sim-reports < examples/sim/calm.txt
+	$(BIN)/deescalwild simulate --card traffic-stop-night-shift --db $(OUT)/sim.db \
+	  --report-dir $(OUT)/sim-reports < examples/sim/threats.txt
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks scripts
@@ -44,6 +49,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/eval_speed.py
 	$(BIN)/python benchmarks/retrieval_speed.py
 	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/sim_load.py
 
 docs: $(VENV)/.installed
 	$(BIN)/python scripts/cli_docs.py > docs/cli.md

@@ -78,6 +78,16 @@ def test_chat_messages_open_on_the_officer_side_and_fold_the_system_prompt():
     assert req.history[0]["role"] == "assistant"  # the caller's request is not changed
 
 
+def test_chat_messages_carry_the_simulator_state_or_a_replacing_system_text():
+    hist = [{"role": "user", "content": "Hi."}]
+    state = chat_messages(Request("Scene.", hist, extra={"state": "Agitation 72/100."}))
+    assert state[0]["content"].startswith(SYSTEM_PROMPT)
+    assert state[0]["content"].endswith("Agitation 72/100.")
+    judge = chat_messages(Request("Scene.", hist, extra={"system": "You grade.",
+                                                         "state": "Agitation 72/100."}))
+    assert judge[0] == {"role": "system", "content": "You grade."}
+
+
 def test_responders_list_describes_every_backend(capsys):
     assert main(["responders", "list", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)

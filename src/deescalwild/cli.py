@@ -20,6 +20,7 @@ from deescalwild.corpus.cli import corpus
 from deescalwild.curate.cli import curate_cmd, release_cmd, split_cmd
 from deescalwild.errors import DeescalwildError
 from deescalwild.responders.cli import responders
+from deescalwild.sim.cli import cards_group, serve_cmd, simulate_cmd
 from deescalwild.train.cli import export_group, sft_cmd, train_cmd
 from deescalwild.train.model_cli import model
 
@@ -51,6 +52,9 @@ cli.add_command(sft_cmd)
 cli.add_command(train_cmd)
 cli.add_command(export_group)
 cli.add_command(model)
+cli.add_command(cards_group)
+cli.add_command(simulate_cmd)
+cli.add_command(serve_cmd)
 
 
 def _quiet_libraries(debug: bool) -> None:

@@ -26,13 +26,16 @@ def system_prompt(context: str, extra: str = "") -> str:
 
 
 def chat_messages(request: Request, system_role: bool = True) -> list[Message]:
-    """`[{"role": "system"}, ...history]`. Families without a system role (Gemma) get the system
-    text folded into the first user turn instead (`system_role=False`).
+    """`[{"role": "system"}, ...history]`; the system text is the civilian's (`system_prompt`)
+    unless `request.extra["system"]` replaces it. Families without a system role (Gemma) get
+    the system text folded into the first user turn instead (`system_role=False`).
 
     The history is made to start with a `user` message (leading civilian lines are dropped):
     strict chat templates (Mistral, Gemma) refuse a conversation that opens with the assistant,
     and a trimmed or windowed history can."""
-    system = system_prompt(request.context, str(request.extra.get("state", "")))
+    # a caller that is not asking for the civilian (the simulator's LLM judge) brings its own
+    system = request.extra.get("system") or system_prompt(request.context,
+                                                          str(request.extra.get("state", "")))
     history = [dict(m) for m in request.history]
     while history and history[0]["role"] == "assistant":
         history.pop(0)

@@ -34,6 +34,22 @@ Choices, and why:
   `(1 - dense_weight) * bm25 / max_bm25 + dense_weight * cosine`. The text embedded is the same
   window, most recent message first, cut at 128 word pieces, so truncation drops the oldest
   turns. Candidate embeddings do not depend on the query and are kept in an LRU cache.
+- **Agitation** (the simulator, `request.extra["agitation"]`, 0..100): the top `k` BM25
+  candidates (after the dense re-rank when on) are re-ranked as
+  `(1 - agitation_weight) * score / max_score + agitation_weight * (1 - |pct(reply) -
+  agitation / 100|)`, where `pct` is the percentile of the reply's estimated intensity
+  (`responders/intensity.py`, a transparent lexicon estimate) among the index's replies. So an
+  officer's words still pick the kind of reply, and the civilian's current state picks between
+  the candidates: "Yes sir, okay" when calm, "Get off me!" when explosive. Percentiles, not raw
+  intensities: real replies' intensities crowd between 20 and 40, so on the raw scale agitation
+  50 and 90 would both just pick the loudest candidate; agitation 90 should mean "as intense as
+  the most intense tenth of real replies". The distribution is estimated from a seeded sample
+  of 2,000 replies when first needed, and intensities are computed when a pair first becomes a
+  candidate and kept on the index (NaN until needed), so building the index costs nothing more.
+  Without `extra["agitation"]` nothing changes (k stays 1 without `dense`).
+- **No repeats** (the simulator, `request.extra["avoid"]`: the lines the civilian already said
+  in this session): candidates with one of those texts are dropped, unless nothing else is
+  left. A real person does not answer three different questions with the same sentence.
 - **Batches and timing.** `respond_batch` is the plain loop: a BM25 search is a few sparse column
   sums, so batching saves nothing, and each reply's latency is then its own search, measured
   from the request to the reply (the index is built before, in the constructor).
@@ -63,6 +79,7 @@ __all__ = ["RetrievalIndex", "RetrievalOptions", "RetrievalResponder", "window"]
 DENSE_MAX_TOKENS = 128
 DENSE_BATCH = 8
 DENSE_CACHE = 20_000
+INTENSITY_SAMPLE = 2_000  # replies whose intensities estimate the index's distribution
 _ID_CUT = re.compile(r"[#:/]")  # where a case id may extend its scenario id
 
 
@@ -114,6 +131,9 @@ class RetrievalIndex:
         sc = self._bm25.scores
         self._data, self._indices, self._indptr = sc["data"], sc["indices"], sc["indptr"]
         self._tiekey = np.random.default_rng(seed).permutation(len(replies))
+        # estimated intensity of each reply, computed when first needed (`intensity_of`)
+        self._intensity = np.full(len(replies), np.nan, dtype=np.float32)
+        self._intensity_sample: np.ndarray | None = None  # sorted, for percentiles
         by_scenario: dict[str, list[int]] = {}
         for i, s in enumerate(scenario_ids):
             by_scenario.setdefault(s, []).append(i)
@@ -187,6 +207,29 @@ class RetrievalIndex:
         order = np.lexsort((self._tiekey[pos], -vals))[:k]
         return [(int(pos[i]), float(vals[i])) for i in order]
 
+    def intensity_of(self, i: int) -> float:
+        """The estimated intensity (0..100) of reply `i`, computed once and cached."""
+        v = self._intensity[i]
+        if np.isnan(v):
+            from deescalwild.responders.intensity import intensity
+
+            v = self._intensity[i] = intensity(self.replies[i])
+        return float(v)
+
+    def intensity_percentiles(self, ids: Sequence[int]) -> np.ndarray:
+        """Where each reply's intensity falls among the index's replies, 0..1 (ties: mid-rank),
+        from a seeded sample of `INTENSITY_SAMPLE` replies drawn on first use."""
+        if self._intensity_sample is None:
+            n = len(self.replies)
+            rng = np.random.default_rng(self.seed)
+            pick = rng.choice(n, size=min(n, INTENSITY_SAMPLE), replace=False)
+            self._intensity_sample = np.sort([self.intensity_of(int(j)) for j in pick])
+        sample = self._intensity_sample
+        v = np.array([self.intensity_of(i) for i in ids], dtype=np.float32)
+        below = np.searchsorted(sample, v, side="left")
+        upto = np.searchsorted(sample, v, side="right")
+        return (below + upto) / 2 / len(sample)
+
     def rank(self, candidates: list[tuple[int, float]]) -> list[tuple[int, float]]:
         """Candidates re-sorted by score, ties by the seeded key (used after re-scoring)."""
         return sorted(candidates, key=lambda c: (-c[1], int(self._tiekey[c[0]])))
@@ -203,6 +246,10 @@ class RetrievalOptions(Options):
     dense: bool = Field(False, description="re-rank the top k with MiniLM sentence embeddings")
     dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="weight of the cosine "
                                 "similarity against the normalised BM25 score in the re-rank")
+    agitation_weight: float = Field(0.5, ge=0.0, le=1.0, description="with the simulator's "
+                                    "agitation (request.extra['agitation']): weight of a top-k "
+                                    "reply's estimated intensity matching it, against the "
+                                    "normalised BM25 score")
     min_words: int = Field(1, ge=1, description="never reply with a line shorter than this "
                            "many words")
     seed: int = Field(0, description="seed of the tie-breaking order")
@@ -284,13 +331,33 @@ class RetrievalResponder(Responder):
         """(pair index, score) of the reply, or (None, 0.0) when nothing matches."""
         o: RetrievalOptions = self.options  # type: ignore[assignment]
         exclude = self.scenario_of(request) if o.exclude_scenario else None
-        k = o.k if o.dense else 1
+        agitation = _agitation(request)
+        k = o.k if o.dense or agitation is not None else 1
         found = self.index.search(request.history, k, exclude_scenario=exclude)
         if not found:
             return None, 0.0
+        avoid = request.extra.get("avoid")
+        if avoid and len(found) > 1:
+            said = set(avoid)
+            found = [c for c in found if self.index.replies[c[0]] not in said] or found
         if o.dense and len(found) > 1:
             found = self._rerank(request.history, found)
+        if agitation is not None and len(found) > 1:
+            found = self._prefer_agitation(found, agitation)
         return found[0]
+
+    def _prefer_agitation(self, found: list[tuple[int, float]],
+                          agitation: float) -> list[tuple[int, float]]:
+        """Candidates re-scored by how well their reply's intensity matches the agitation."""
+        w = self.options.agitation_weight  # type: ignore[attr-defined]
+        if w == 0:
+            return found
+        top = max(s for _, s in found)
+        pct = self.index.intensity_percentiles([i for i, _ in found])
+        match = 1 - np.abs(pct - agitation / 100)
+        mixed = [(i, (1 - w) * (s / top if top > 0 else 0.0) + w * float(m))
+                 for (i, s), m in zip(found, match)]
+        return self.index.rank(mixed)
 
     def respond(self, request: Request) -> Reply:
         t = Timer()
@@ -352,6 +419,17 @@ class RetrievalResponder(Responder):
         w = o.dense_weight
         mixed = [(i, (1 - w) * s / top + w * float(c)) for (i, s), c in zip(found, cos)]
         return self.index.rank(mixed)
+
+
+def _agitation(request: Request) -> float | None:
+    """The simulator's agitation in the request (0..100), or None when absent or not a number."""
+    value = request.extra.get("agitation")
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return min(100.0, max(0.0, float(value)))
+    except (TypeError, ValueError):
+        return None
 
 
 def _model_path() -> Path:

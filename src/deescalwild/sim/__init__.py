@@ -1,0 +1,2 @@
+"""The training simulator: scenario cards, a civilian whose agitation answers the trainee's
+tactics, sessions kept in SQLite, after-action reports, a terminal and a web interface."""

@@ -1,0 +1,161 @@
+"""The agitation rule: calm tactics bring agitation down, threats push it up, every verdict's
+effect is accounted for, and the rule's factors (persona, repetition, headroom, drift, clamp)
+do what docs/tactics-and-agitation.md says."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from deescalwild.sim import agitation as ag
+from deescalwild.sim.cards import Card, Persona, Triggers
+from deescalwild.sim.records import TurnRecord, Verdict
+from deescalwild.sim.tactics import RuleAnalyser
+
+
+def card(calm_tactics=(), up_tactics=(), calm_phrases=(), up_phrases=()) -> Card:
+    persona = Persona(name="Renata Solis", age=41, emotional_state="exhausted",
+                      speaking_style="clipped", background="double shift",
+                      escalated_by=Triggers(tactics=list(up_tactics), phrases=list(up_phrases)),
+                      calmed_by=Triggers(tactics=list(calm_tactics), phrases=list(calm_phrases)))
+    return Card(id="test-stop", title="Stop", call_type="traffic-stop", setting="A road.",
+                dispatch="None.", persona=persona, agitation_start=70,
+                learning_objectives=["Practise."])
+
+
+PLAIN = card()
+
+
+def play(lines: list[str], start: float, c: Card = PLAIN) -> list[TurnRecord]:
+    """Run the rule analyser and the agitation rule over a session, as the engine does."""
+    rules, turns, a = RuleAnalyser(), [], start
+    for line in lines:
+        verdicts = rules.analyse(line, c, [t.trainee for t in turns])
+        step = ag.step(a, verdicts, c, turns)
+        assert step.after == ag.update(a, [Verdict.from_dict(v.to_dict()) for v in verdicts],
+                                       c, turns)
+        # effects and drift account for the whole change (up to rounding)
+        assert sum(v.effect for v in verdicts) + step.drift == pytest.approx(step.after - a,
+                                                                              abs=0.011)
+        assert 0.0 <= step.after <= 100.0 and step.after == round(step.after, 1)
+        turns.append(TurnRecord(index=len(turns), trainee=line, reply="", verdicts=verdicts,
+                                agitation_before=a, agitation_after=step.after, latency_s=0.0))
+        a = step.after
+    return turns
+
+
+CALM = ["I'm Officer Reyes with the state patrol. The reason I stopped you is your tail light.",
+        "Renata, I can see you're exhausted. What's going on tonight?",
+        "That sounds really hard. So you're coming off a double shift?",
+        "You're not in trouble. Would you rather wait in the car or stretch your legs?",
+        "Thank you for telling me. Here's what happens next: I'll write a warning."]
+THREATS = ["License and registration.",
+           "Give me your license. Now!",
+           "I said GIVE ME YOUR LICENSE",
+           "Step out of the car or I'll arrest you. Last warning.",
+           "You're going to jail, you idiot."]
+
+
+def test_calm_tactics_lower_agitation_step_by_step():
+    turns = play(CALM, 70)
+    path = [70] + [t.agitation_after for t in turns]
+    assert all(b < a for a, b in itertools.pairwise(path)), path
+    assert path[-1] < 40 and ag.level(path[-1]) in ("calm", "wary")
+    # every turn had de-escalation verdicts, each with a negative effect
+    assert all(v.effect < 0 for t in turns for v in t.verdicts if v.kind == "deescalation")
+
+
+def test_threats_raise_agitation_step_by_step():
+    turns = play(THREATS, 40)
+    path = [40] + [t.agitation_after for t in turns]
+    assert all(b >= a for a, b in itertools.pairwise(path)), path
+    assert path[-1] > 85 and ag.level(path[-1]) == "explosive"
+    biggest = max((v for t in turns for v in t.verdicts), key=lambda v: v.effect)
+    assert biggest.tactic == "threat"
+
+
+def test_a_neutral_turn_drifts_up_only_when_upset():
+    assert play(["License and registration."], 70)[0].agitation_after == 72.0
+    assert play(["License and registration."], 40)[0].agitation_after == 40.0
+    # a calming word stops the drift
+    assert play(["License and registration, please."], 70)[0].agitation_after < 70
+
+
+def test_clamp_scales_effects_to_the_real_change():
+    turns = play(["You're going to jail, you idiot. This is your last warning."], 97)
+    t = turns[0]
+    assert t.agitation_after == 100.0
+    # a threat alone is worth ~6 points at 97: scaled down with the others to fit the 3 left
+    assert all(0 < v.effect < 3 for v in t.verdicts)
+    assert 0 < sum(v.effect for v in t.verdicts) <= 3.0
+    # the floor: calming at 0 changes nothing and does not go negative
+    assert play(["I understand. You're safe."], 0)[0].agitation_after == 0.0
+
+
+def test_headroom_never_sticks_at_the_ends():
+    # at 100 calming still works; at 0 a threat still moves agitation up
+    assert play(["I understand, that sounds frustrating."], 100)[0].agitation_after < 95
+    assert play(["I'll arrest you."], 0)[0].agitation_after > 5
+    # and the same words weigh differently by the headroom left
+    low, high = (play(["I'll arrest you."], a)[0].verdicts[0].effect for a in (20, 90))
+    assert low > high > 0
+    low, high = (play(["I understand."], a)[0].verdicts[0].effect for a in (10, 90))
+    assert high < low < 0
+
+
+def test_repeating_a_stock_phrase_stops_working():
+    turns = play(["I understand."] * 5, 60)
+    effects = [t.verdicts[0].effect for t in turns]
+    assert effects[1] / effects[0] == pytest.approx(0.5, abs=0.05)
+    assert effects[2] / effects[0] == pytest.approx(0.25, abs=0.03)
+    assert effects[4] / effects[0] == pytest.approx(0.25, abs=0.03)
+    # escalation is never damped
+    turns = play(["I'll arrest you."] * 3, 20)
+    assert [t.delta for t in turns] == sorted(t.delta for t in turns)[::-1]  # only headroom
+
+
+def raw(line: str, a: float, c: Card = PLAIN) -> float:
+    """The first verdict's effect before the clamp and the rounding."""
+    v = RuleAnalyser().analyse(line, c, [])[0]
+    return ag.raw_effect(v, a, c, [])
+
+
+def test_persona_multipliers():
+    plain = raw("I understand.", 60)
+    assert plain == pytest.approx(-6.0 * (0.4 + 0.6 * 0.6))  # base x headroom, as documented
+    assert raw("I understand.", 60, card(calm_tactics=["empathy"])) == pytest.approx(1.5 * plain)
+    assert raw("I understand.", 60, card(up_tactics=["empathy"])) == pytest.approx(0.5 * plain)
+    plain = raw("Whatever.", 40)
+    assert plain > 0
+    assert raw("Whatever.", 40, card(up_tactics=["dismissive"])) == pytest.approx(1.5 * plain)
+
+
+def test_card_phrases_move_agitation():
+    c = card(up_phrases=["attitude"], calm_phrases=["a warning"])
+    up = play(["Lose the attitude."], 50, c)[0]
+    assert up.agitation_after > 50 and up.verdicts[-1].tactic == "persona_trigger"
+    down = play(["It's just a warning."], 50, c)[0]
+    assert down.agitation_after < 50 and down.verdicts[-1].effect < 0
+
+
+def test_two_threats_weigh_more_than_one():
+    assert raw("I'll arrest you. I'll tase you.", 30) == pytest.approx(1.5 * raw("I'll arrest "
+                                                                               "you.", 30))
+    assert raw("I'll arrest you. I'll tase you. I'll shoot you. I'll hurt you.", 30) == \
+        pytest.approx(2.0 * raw("I'll arrest you.", 30))  # at most x2
+
+
+def test_levels_and_state_text():
+    assert [ag.level(a) for a in (0, 19.9, 20, 45, 60, 79.9, 80, 100)] == \
+        ["calm", "calm", "wary", "upset", "agitated", "agitated", "explosive", "explosive"]
+    texts = {ag.state_text(a, PLAIN) for a in (10, 30, 50, 70, 90)}
+    assert len(texts) == 5  # a different instruction per band
+    text = ag.state_text(72.4, PLAIN)
+    assert text.startswith("Your agitation right now is 72/100 (agitated): ")
+    assert "Renata Solis" in text and "never mention this number" in text
+
+
+def test_update_without_verdicts_keeps_a_calm_person_calm():
+    assert ag.update(30.0, [], PLAIN, []) == 30.0
+    assert ag.update(150.0, [], PLAIN, []) == 100.0  # out-of-range input is clamped
