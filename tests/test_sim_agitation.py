@@ -35,9 +35,9 @@ def play(lines: list[str], start: float, c: Card = PLAIN) -> list[TurnRecord]:
         step = ag.step(a, verdicts, c, turns)
         assert step.after == ag.update(a, [Verdict.from_dict(v.to_dict()) for v in verdicts],
                                        c, turns)
-        # effects and drift account for the whole change (up to rounding)
+        # effects and drift account for the whole change, to the cent
         assert sum(v.effect for v in verdicts) + step.drift == pytest.approx(step.after - a,
-                                                                              abs=0.011)
+                                                                              abs=1e-9)
         assert 0.0 <= step.after <= 100.0 and step.after == round(step.after, 1)
         turns.append(TurnRecord(index=len(turns), trainee=line, reply="", verdicts=verdicts,
                                 agitation_before=a, agitation_after=step.after, latency_s=0.0))
@@ -105,14 +105,87 @@ def test_headroom_never_sticks_at_the_ends():
 
 
 def test_repeating_a_stock_phrase_stops_working():
-    turns = play(["I understand."] * 5, 60)
-    effects = [t.verdicts[0].effect for t in turns]
-    assert effects[1] / effects[0] == pytest.approx(0.5, abs=0.05)
-    assert effects[2] / effects[0] == pytest.approx(0.25, abs=0.03)
-    assert effects[4] / effects[0] == pytest.approx(0.25, abs=0.03)
+    # the same words again count nothing, however long the session
+    turns = play(["I understand."] * 80, 100)
+    assert [v.effect for t in turns[1:] for v in t.verdicts] == [0.0] * 79
+    assert min(t.agitation_after for t in turns) >= 94  # only the first one calmed
+    # rotating three stock phrases is no better
+    turns = play(["I understand.", "What happened?", "You're safe."] * 9, 100)
+    assert all(v.effect == 0 for t in turns[3:] for v in t.verdicts)
+    assert min(t.agitation_after for t in turns) > 80
+    # new words for the same tactic count x0.7 per earlier turn that used it, session-wide
+    lines = ["I understand.", "Whatever.", "Whatever.", "That sounds frustrating.",
+             "Whatever.", "I hear you."]
+    turns = play(lines, 60)
+    b, c = (turns[i].verdicts[0] for i in (3, 5))
+    assert b.tactic == c.tactic == "empathy"
+    assert ag.repetition(b, turns[:3]) == pytest.approx(0.7)
+    assert ag.repetition(c, turns[:5]) == pytest.approx(0.49)
     # escalation is never damped
     turns = play(["I'll arrest you."] * 3, 20)
     assert [t.delta for t in turns] == sorted(t.delta for t in turns)[::-1]  # only headroom
+
+
+def test_a_varied_genuine_session_still_calms():
+    lines = [*CALM, "I hear you. Tell me more about your boss.",
+             "It makes sense that you'd be frustrated after a double shift.",
+             "If I understand you correctly, you can't afford to be late again?",
+             "How are you getting home after this?",
+             "We'll figure this out. It's your call whether you phone your supervisor."]
+    path = [90] + [t.agitation_after for t in play(lines, 90)]
+    assert all(b < a for a, b in itertools.pairwise(path)), path
+    assert path[-1] < 40
+
+
+def test_kind_words_beside_a_threat_insult_or_ultimatum_count_nothing():
+    text = ("I'm Officer Lee with city police, I understand you're upset, what happened? "
+            "Please, you're not in trouble, it's up to you, because it's the tail light. "
+            "You're a moron and I'll tase you.")
+    verdicts = RuleAnalyser().analyse(text, PLAIN, [])
+    step = ag.step(80, verdicts, PLAIN, [])
+    assert step.after > 80  # was 80 -> 61: six calming tactics outweighed the threat
+    assert all(v.effect == 0 for v in verdicts if v.kind == "deescalation")
+    assert step.drift == 2.0  # nothing calming counted: the drift applies
+    for hostile in ("Last warning.", "I'll arrest you.", "You idiot."):
+        turn = play([f"I understand you're scared. {hostile}"], 60)[0]
+        assert turn.agitation_after > 60, hostile
+    # other escalations leave the kind words their effect: acknowledging, then repeating an
+    # order calmly is what academies teach
+    turn = play(["I understand you're scared. Step out of the car, please."], 60)[0]
+    assert turn.agitation_after < 60
+    turn = play(["Step out of the car.", "I understand you're scared. I need you to step out "
+                 "of the car."], 60)[1]
+    assert {v.tactic for v in turn.verdicts} >= {"empathy", "repeated_command"}
+    assert [v.effect < 0 for v in turn.verdicts if v.tactic == "empathy"] == [True]
+
+
+def test_effects_add_up_to_the_change_exactly_over_random_turns():
+    import math
+    import random
+
+    rng = random.Random(20240611)
+    tactics = list(ag.BASE)
+    c = card(calm_tactics=["empathy", "explanation"], up_tactics=["dismissive", "reassurance"])
+    for _ in range(3000):
+        turns = [TurnRecord(i, "", "", [Verdict(t, "", [f"w{rng.randrange(4)}"], [(0, 2)])
+                                        for t in rng.sample(tactics, rng.randrange(3))],
+                            50, 50, 0.0) for i in range(rng.randrange(4))]
+        verdicts = [Verdict(t, "", [f"w{rng.randrange(4)}"] * rng.randrange(1, 4), [(0, 2)])
+                    for t in rng.sample(tactics, rng.randrange(0, 6))]
+        a = rng.choice([rng.uniform(0, 100), round(rng.uniform(0, 100), 1), 0.0, 100.0])
+        step = ag.step(a, verdicts, c, turns)
+        total = sum(v.effect for v in verdicts) + step.drift
+        assert abs(total - (step.after - step.before)) < 1e-9, (a, verdicts, step)
+        assert all(v.effect == round(v.effect, 2) for v in verdicts)
+        assert all(math.copysign(1, x) > 0 for x in [step.drift] + [v.effect for v in verdicts]
+                   if x == 0)  # never -0.0
+
+
+def test_drift_and_effects_are_never_negative_zero():
+    verdicts = RuleAnalyser().analyse("I understand.", PLAIN, [])
+    step = ag.step(0.0, verdicts, PLAIN, [])
+    assert step.after == 0.0
+    assert f"{step.drift}" == "0.0" and f"{verdicts[0].effect}" == "0.0"
 
 
 def raw(line: str, a: float, c: Card = PLAIN) -> float:

@@ -23,7 +23,12 @@ from deescalwild.sim.store import Store
 from deescalwild.sim.tactics import load_analyser
 from deescalwild.sim.web.app import Limits, create_app, serve
 
-TestClient = pytest.importorskip("fastapi.testclient").TestClient
+_TestClient = pytest.importorskip("fastapi.testclient").TestClient
+
+
+def TestClient(app):  # fastapi's, on a loopback Host (security.py refuses others)
+    return _TestClient(app, base_url="http://127.0.0.1")
+
 
 CALM = ["Hi, I'm Officer Diaz. What's your name?",
         "I understand this is frustrating. Can you tell me what happened?",
@@ -384,3 +389,45 @@ def test_security_headers_and_page(client):
 def test_serve_refuses_a_public_bind_without_token(sim):
     with pytest.raises(DeescalwildError, match="exposes the simulator"):
         serve(sim, host="0.0.0.0", port=0)
+
+
+def test_text_that_cannot_be_stored_is_refused_and_the_session_survives(client, sim):
+    sid = new_session(client)
+    body = b'{"text": "ok \\ud800"}'  # a lone surrogate: valid JSON, not storable text
+    r = client.post(f"/api/sessions/{sid}/turns", content=body,
+                    headers={"content-type": "application/json"})
+    assert_error(r, 422, "surrogate")
+    r = client.post("/api/sessions", content=b'{"card_id": "%s", "meta": {"x": "\\udfff"}}'
+                    % sim.cards.ids[0].encode(), headers={"content-type": "application/json"})
+    assert_error(r, 422, "meta")
+    assert client.post(f"/api/sessions/{sid}/turns", json={"text": CALM[0]}).status_code == 200
+    assert client.post(f"/api/sessions/{sid}/end").status_code == 200
+    assert [t["index"] for t in client.get(f"/api/sessions/{sid}").json()["turns"]] == [0]
+
+
+def test_dns_rebinding_and_cross_origin_posts_are_refused(sim):
+    app = create_app(sim)
+    elsewhere = _TestClient(app, base_url="http://evil.example:8000")
+    assert_error(elsewhere.get("/api/sessions"), 421, "localhost")
+    for host in ("http://localhost:8000", "http://127.0.0.1:8000", "http://[::1]:8000"):
+        assert _TestClient(app, base_url=host).get("/api/cards").status_code == 200
+    local = TestClient(app)
+    sid = new_session(local)
+    r = local.post(f"/api/sessions/{sid}/end", headers={"Origin": "http://evil.example"})
+    assert_error(r, 403, "cross-origin")
+    assert local.post(f"/api/sessions/{sid}/end",
+                      headers={"Origin": "http://127.0.0.1"}).status_code == 200
+    # with a token, any Host name may be used (a DNS-rebound page cannot know the token)
+    tokened = _TestClient(create_app(sim, token="s3cret-token"),
+                          base_url="http://trainer.academy.lan")
+    assert tokened.get("/api/cards", headers={"Authorization": "Bearer s3cret-token"}
+                       ).status_code == 200
+
+
+def test_token_redirect_stays_on_this_server_and_tokens_must_be_header_safe(sim):
+    client = TestClient(create_app(sim, token="s3cret-token"))
+    r = client.get("/caf\u00e9?token=s3cret-token", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/caf%C3%A9"
+    for bad in ("short", "caf\u00e9-token-long"):
+        with pytest.raises(DeescalwildError, match="--token"):
+            create_app(sim, token=bad)

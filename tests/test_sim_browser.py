@@ -249,12 +249,12 @@ def test_trainee_session_in_the_browser(server, browser, tmp_path):
 def test_page_with_a_token(sample_corpus, browser, tmp_path):
     """A server with --token: /?token=T once sets the cookie (the token leaves the address bar),
     then the page's own requests carry it; a stale page gets a visible, actionable message."""
-    with _serve(sample_corpus, tmp_path / "sim.db", token="s3cret") as (base, sim):
+    with _serve(sample_corpus, tmp_path / "sim.db", token="s3cret-token") as (base, sim):
         context = browser.new_context()
         context.set_default_timeout(10_000)
         page = context.new_page()
         problems = _watch(page)
-        page.goto(f"{base}/?token=s3cret&card={CARD}")
+        page.goto(f"{base}/?token=s3cret-token&card={CARD}")
         assert "token" not in page.url and f"card={CARD}" in page.url
         page.wait_for_selector(f'[data-card-id="{CARD}"]')
         assert page.is_checked(f'input[value="{CARD}"]')  # ?card= preselects

@@ -67,3 +67,36 @@ def test_serve_refuses_a_public_address_without_a_token(monkeypatch):
     monkeypatch.delenv("DEESCALWILD_TOKEN", raising=False)
     res = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0"])
     assert res.exit_code != 0 and "--token" in str(res.exception)
+
+
+def test_terminal_takes_back_a_turn_whose_reply_failed(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from deescalwild.core import Reply
+    from deescalwild.responders.base import Responder, ResponderError
+    from deescalwild.sim.cards import CardLibrary
+    from deescalwild.sim.engine import Simulator
+    from deescalwild.sim.tactics import load_analyser
+    from deescalwild.sim.terminal import run_terminal
+
+    class FailsOnce(Responder):
+        prefix = "fails-once"
+        failed = False
+
+        def respond(self, request):
+            if not self.failed:
+                self.failed = True
+                raise ResponderError("backend down")
+            return Reply(text="Fine.", latency_s=0.0, first_token_s=0.0)
+
+    sim = Simulator(CardLibrary.load(), FailsOnce(), load_analyser("rules"))
+    lines = iter(["GET OUT OF THE CAR NOW or I will tase you!", "Sorry. Please step out.",
+                  "/end"])
+    out = io.StringIO()
+    report = run_terminal(sim, "traffic-stop-night-shift", Console(file=out, width=120),
+                          read=lambda: next(lines))
+    text = out.getvalue()
+    assert "backend down" in text and "agitation back to" in text
+    assert [t["trainee"] for t in report["transcript"]] == ["Sorry. Please step out."]

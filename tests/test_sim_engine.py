@@ -211,3 +211,33 @@ def test_a_new_simulator_on_the_same_database_continues_the_session(library, tmp
     third = Simulator(library, Recorder(), load_analyser("rules"), Store(db))
     assert third.report(rec.id) == report
     assert third.sessions()[0]["id"] == rec.id
+
+
+def test_a_store_failure_leaves_memory_and_database_agreeing(library, tmp_path):
+    class Flaky(Store):
+        fail_turn = fail_end = True
+
+        def add_turn(self, session_id, turn):
+            if self.fail_turn:
+                self.fail_turn = False
+                raise OSError("disk full")
+            super().add_turn(session_id, turn)
+
+        def end_session(self, session_id, ended_at, report):
+            if self.fail_end:
+                self.fail_end = False
+                raise OSError("disk full")
+            super().end_session(session_id, ended_at, report)
+
+    store = Flaky(tmp_path / "sim.db")
+    sim = Simulator(library, Recorder(), load_analyser("rules"), store)
+    rec = sim.start(next(iter(library)).id)
+    with pytest.raises(OSError):
+        sim.turn(rec.id, CALM[0])
+    assert sim.get(rec.id).turns == [] and store.load(rec.id).turns == []
+    assert sim.turn(rec.id, CALM[0]).index == 0  # the same turn again: stored as turn 0
+    with pytest.raises(OSError):
+        sim.end(rec.id)
+    assert not sim.get(rec.id).ended and store.load(rec.id).ended_at is None
+    report = sim.end(rec.id)  # ending can be tried again
+    assert store.report(rec.id) == report and sim.get(rec.id).ended

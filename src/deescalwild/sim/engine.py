@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,10 +93,10 @@ class Simulator:
                             agitation_start=float(card.agitation_start),
                             started_at=time.time(), opening=card.opening.strip(),
                             seed=self.seed, meta={**self._meta, **(meta or {})})
-        with self._registry_lock:
-            self._live[rec.id] = rec
         if self.store is not None:
             self.store.save_session(rec)
+        with self._registry_lock:
+            self._live[rec.id] = rec
         return rec
 
     def get(self, session_id: str) -> SessionRecord:
@@ -156,6 +157,8 @@ class Simulator:
         if len(text) > self.max_turn_chars:
             raise BadTurn(f"text: {len(text):,} characters; a turn holds at most "
                           f"{self.max_turn_chars:,}")
+        if not is_valid_unicode(text):
+            raise BadTurn("text: contains an unpaired surrogate (not valid Unicode text)")
         return text
 
     def _play(self, rec: SessionRecord, card: Card, text: str) -> Iterator[Event]:
@@ -191,9 +194,9 @@ class Simulator:
                               verdicts=verdicts, agitation_before=before,
                               agitation_after=after, latency_s=time.perf_counter() - t0,
                               first_token_s=first, at=time.time())
-            rec.turns.append(turn)
-            if self.store is not None:
+            if self.store is not None:  # stored first: memory never holds an unsaved turn
                 self.store.add_turn(rec.id, turn)
+            rec.turns.append(turn)
             yield {"type": "done", "turn": turn.to_dict()}
 
     def _assess(self, card: Card, text: str, turns: Sequence[TurnRecord],
@@ -239,10 +242,14 @@ class Simulator:
                                f"got {role!r}")
             content = m.get("content")
             if isinstance(content, list):  # content parts: keep the text ones
-                content = "".join(p.get("text", "") for p in content
-                                  if isinstance(p, dict) and p.get("type") == "text")
-            if not isinstance(content, str):
-                raise SimError(f"messages[{i}].content: expected a string")
+                parts = [p for p in content if isinstance(p, dict) and p.get("type") == "text"]
+                if any(not isinstance(p.get("text"), str) for p in parts):
+                    raise SimError(f"messages[{i}].content: a text part's text must be a string")
+                content = "".join(p["text"] for p in parts)
+            if not isinstance(content, str) or not is_valid_unicode(content):
+                raise SimError(f"messages[{i}].content: expected a string of valid Unicode")
+            if len(content) > 4 * self.max_turn_chars:
+                raise BadTurn(f"messages[{i}].content: {len(content):,} characters; too long")
             convo.append({"role": role, "content": content})
         if not convo or convo[-1]["role"] != "user":
             raise SimError("messages: the last message must be the trainee's (role user)")
@@ -279,18 +286,26 @@ class Simulator:
         with self._lock(session_id):
             if rec.ended:
                 return self.report(session_id)
-            rec.ended_at = time.time()
-            report = build_report(rec, self._card_or_none(rec.card_id))
+            ended_at = time.time()
+            # built and stored before the session is marked ended in memory: if either fails,
+            # the session is still running everywhere, and ending it can be tried again
+            report = build_report(replace(rec, ended_at=ended_at),
+                                  self._card_or_none(rec.card_id))
             if self.store is not None:
-                self.store.end_session(rec.id, rec.ended_at, report)
-            self._reports[rec.id] = report
+                self.store.end_session(rec.id, ended_at, report)
+            rec.ended_at = ended_at
+            if self.store is None:
+                self._reports[rec.id] = report
+            else:  # the store has it all now: a long-running server does not keep it in memory
+                with self._registry_lock:
+                    self._live.pop(rec.id, None)
             return report
 
     def report(self, session_id: str) -> dict[str, Any]:
         rec = self.get(session_id)
         if not rec.ended:
             raise NotEnded(f"session {session_id} is still running; end it to get its report")
-        report = self._reports.get(session_id)
+        report = self._reports.get(session_id)  # sessions without a store
         if report is None and self.store is not None:
             report = self.store.report(session_id)
         if report is None:  # ended, report lost (e.g. written by an older version): rebuild
@@ -309,6 +324,15 @@ class Simulator:
         self.responder.close()
         if self.store is not None:
             self.store.close()
+
+
+def is_valid_unicode(text: str) -> bool:
+    """False for strings with unpaired surrogates (JSON can carry them, UTF-8 and SQLite not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _safe_settings(responder: Responder) -> dict[str, Any]:

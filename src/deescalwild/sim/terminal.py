@@ -88,10 +88,12 @@ def run_terminal(sim: Simulator, card_id: str, console: Console | None = None,
             continue
         if not line:
             continue
+        before: float | None = None
         try:
             events = sim.stream_turn(rec.id, line)
             for ev in events:
                 if ev["type"] == "analysis":
+                    before = ev["agitation_before"]
                     if ev["verdicts"]:
                         console.print(chips(ev["verdicts"]))
                     delta = ev["agitation_after"] - ev["agitation_before"]
@@ -105,6 +107,8 @@ def run_terminal(sim: Simulator, card_id: str, console: Console | None = None,
                     console.print()
         except SimError as e:
             console.print(f"\n[red]{escape(str(e))}[/]")
+            if before is not None:  # analysed, then the reply failed: nothing was recorded
+                console.print(f"   agitation back to {meter(before)}")
     report = sim.end(rec.id)
     _print_summary(console, report)
     if report_dir is not None:

@@ -42,13 +42,14 @@ module (the CLI does, lazily) does not import FastAPI.
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from deescalwild.errors import DeescalwildError
 from deescalwild.sim.errors import BadTurn, SimError
@@ -69,6 +70,16 @@ class NewSession(BaseModel):
     meta: dict[str, Any] = Field(default_factory=dict,
                                  description="anything the client wants kept with the session "
                                              "(stored under meta.client)")
+
+    @field_validator("meta")
+    @classmethod
+    def _storable(cls, meta: dict[str, Any]) -> dict[str, Any]:
+        try:
+            json.dumps(meta, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        except (ValueError, UnicodeEncodeError) as e:
+            raise ValueError("must be plain JSON with valid Unicode text (no NaN, no unpaired "
+                             "surrogates)") from e
+        return meta
 
 
 class NewTurn(BaseModel):
@@ -119,9 +130,12 @@ def create_app(sim: Any, *, token: str | None = None, limits: Limits | None = No
     from deescalwild import __version__
     from deescalwild.sim import agitation
     from deescalwild.sim.web.openai_compat import add_openai_routes
-    from deescalwild.sim.web.security import Guard
+    from deescalwild.sim.web.security import Guard, check_token
 
+    if token is not None:
+        check_token(token)  # here, not when the first request builds the middleware
     limits = limits or Limits()
+    sim.max_turn_chars = limits.max_turn_chars  # one limit, whichever path a turn takes
     rate = RateLimiter()
     # drives streamed replies to their end whatever the client does (see `drive`)
     executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="deescalwild-stream")
@@ -129,7 +143,9 @@ def create_app(sim: Any, *, token: str | None = None, limits: Limits | None = No
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        executor.shutdown(wait=False)  # replies under way finish; nothing new starts
+        # replies under way (their clients may have left) finish and are stored before the
+        # caller closes the store; nothing new starts
+        executor.shutdown(wait=True)
 
     app = FastAPI(title="deescalwild training simulator", version=__version__,
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan)
@@ -370,8 +386,10 @@ def serve(sim: Any, host: str = "127.0.0.1", port: int = 8000, token: str | None
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if main else None
     try:
+        # proxy_headers off: uvicorn would otherwise believe a loopback client's
+        # X-Forwarded-For, and the per-address rate limit with it
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log,
-                    server_header=False)
+                    server_header=False, proxy_headers=False)
     finally:
         if main:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

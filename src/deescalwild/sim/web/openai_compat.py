@@ -31,6 +31,7 @@ handlers' annotations at runtime).
 """
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -42,6 +43,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from deescalwild.responders.base import ResponderError, stripped
 from deescalwild.sim.errors import BadTurn, SimError
 from deescalwild.sim.web.security import Limits, RateLimiter, error_payload, error_type
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ChatRequest", "add_openai_routes"]
 
@@ -115,11 +118,16 @@ def add_openai_routes(app: Any, sim: Any, limits: Limits, rate: RateLimiter,
         prompt = sum(len(m.get("content", "")) for m in request.history)
 
         def pieces() -> Iterator[str]:
+            said = False
             try:
                 with sim.responder_lock:
-                    yield from stripped(sim.responder.stream(request))
+                    for piece in stripped(sim.responder.stream(request)):
+                        said = True
+                        yield piece
             except ResponderError as e:
                 raise _responder_failed(e) from e
+            if not said:  # as in a session: an empty reply is the backend's failure
+                raise _responder_failed(ResponderError("empty reply"))
 
         return _Reply(pieces(), info, prompt)
 
@@ -252,3 +260,7 @@ async def _sse(cid: str, created: int, model: str, first: str | None,
         yield b"data: [DONE]\n\n"
     except SimError as e:
         yield _event(error_payload(e.status, str(e), error_type(e), "/v1/"))
+    except Exception as e:  # never a stream cut off without a word: the SDK raises this
+        log.exception("internal error in a streamed chat completion")
+        yield _event(error_payload(500, f"internal error ({type(e).__name__}); see the server "
+                                   "log", "internal_error", "/v1/"))

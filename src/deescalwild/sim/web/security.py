@@ -18,6 +18,11 @@ Choices, and why:
 - **Rate limits** are sliding windows in memory (`RateLimiter`): per session for turns, global
   for new sessions, per client address for the stateless OpenAI endpoint. A 429 carries
   `Retry-After` (seconds until the oldest request in the window expires).
+- **Host and Origin.** Without a token the server trusts that only this machine can reach it,
+  which DNS rebinding would break (a web page whose name now resolves to 127.0.0.1 could read
+  every session): so a request whose `Host` is not a loopback name is refused (421). Any request
+  that changes something and carries an `Origin` must come from this server's own origin (403),
+  so another site (or another local port) cannot post a form to end a session.
 - **Headers.** A strict Content-Security-Policy (scripts only from this server: the page has no
   inline script; inline styles allowed for the report's SVG), `nosniff`, no Referer, no framing.
   `X-Response-Time` and `Server-Timing` give the server-side time until the answer's headers.
@@ -34,11 +39,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
+from deescalwild.errors import DeescalwildError
 from deescalwild.sim.errors import RateLimited
 
-__all__ = ["COOKIE", "Guard", "Limits", "RateLimiter", "error_payload", "error_type"]
+__all__ = ["COOKIE", "Guard", "Limits", "RateLimiter", "check_token", "error_payload", "error_type"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -46,6 +52,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 COOKIE = "deescalwild_token"
+TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~+/=-]{8,}")
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1", ""})
 OPEN_PATHS = frozenset({"/healthz"})
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
        "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -124,7 +132,10 @@ _OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rat
 
 def error_payload(status: int, message: str, type_: str, path: str = "") -> dict[str, Any]:
     """`{"error": {"message", "type", "status"}}`; under `/v1/` the OpenAI error shape (its
-    `type`, with ours as `code`, and `param`), which the OpenAI SDKs turn into their errors."""
+    `type`, with ours as `code`, and `param`), which the OpenAI SDKs turn into their errors.
+    A message quoting the client's input is made encodable (an unpaired surrogate would
+    otherwise turn a 4xx into a 500)."""
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     if path.startswith("/v1/"):
         kind = _OPENAI_TYPES.get(status, "api_error" if status >= 500
                                  else "invalid_request_error")
@@ -138,6 +149,21 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if k == name:
             return v.decode("latin-1")
     return None
+
+
+def check_token(token: str) -> str:
+    """The token, if it can travel in HTTP headers and a cookie as it is."""
+    if not TOKEN_CHARS.fullmatch(token):
+        raise DeescalwildError("--token: use 8 or more ASCII letters, digits or -._~+/= "
+                               "(it travels in HTTP headers and a cookie)")
+    return token
+
+
+def _host_name(host: str) -> str:
+    """`Host` without its port ("[::1]:8000" -> "[::1]", "localhost:8000" -> "localhost")."""
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _cookie(scope: Scope, name: str) -> str | None:
@@ -161,7 +187,7 @@ class Guard:
     def __init__(self, app: Callable[..., Awaitable[None]], *, token: str | None,
                  limits: Limits) -> None:
         self.app = app
-        self.token = token.encode("utf-8") if token else None
+        self.token = check_token(token).encode("ascii") if token else None
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -180,6 +206,18 @@ class Guard:
                                       (b"server-timing", f"app;dur={ms:.2f}".encode())]
             await send(message)
 
+        host = (_header(scope, b"host") or "").lower()
+        if self.token is None and _host_name(host) not in LOOPBACK_NAMES:
+            await _error(send_headers, 421, f"this simulator answers only to localhost, not to "
+                         f"Host {host[:100]!r}; serve with --token to reach it by another name",
+                         "misdirected_request", path)
+            return
+        origin = _header(scope, b"origin")
+        if (scope["method"] not in ("GET", "HEAD", "OPTIONS") and origin
+                and origin.lower().split("://", 1)[-1] != host):
+            await _error(send_headers, 403, "cross-origin requests may not change anything here",
+                         "forbidden", path)
+            return
         if self.token is not None and path not in OPEN_PATHS:
             verdict = self._authorise(scope)
             if verdict is None:
@@ -217,7 +255,10 @@ class Guard:
     async def _redirect_with_cookie(self, scope: Scope, send: Send) -> None:
         query = [(k, v) for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"),
                                               keep_blank_values=True) if k != "token"]
-        location = scope.get("path", "/") + (f"?{urlencode(query)}" if query else "")
+        # quoted (a non-Latin path would not fit the header) and on this server ("//x" would
+        # be another host)
+        path = "/" + quote(scope.get("path", "/"), safe="/").lstrip("/")
+        location = path + (f"?{urlencode(query)}" if query else "")
         assert self.token is not None
         cookie = (f"{COOKIE}={self.token.decode('utf-8')}; Path=/; HttpOnly; SameSite=Strict")
         await send({"type": "http.response.start", "status": 303,

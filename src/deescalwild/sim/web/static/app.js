@@ -321,6 +321,8 @@
     let civ = null;
     let received = false;
     let finished = false;
+    let failed = false;  // the server said the turn failed: it recorded nothing
+    let meterBefore = null;
 
     const civText = () => {
       if (!civ) {
@@ -333,6 +335,7 @@
     const onEvent = (ev) => {
       if (ev.type !== "error") received = true;
       if (ev.type === "analysis") {
+        meterBefore = ev.agitation_before;
         markEvidence(trainee, text, ev.verdicts);
         addChips(trainee, ev.verdicts, ev.agitation_before, ev.agitation_after);
         setMeter(ev.agitation_after, ev.level);
@@ -360,6 +363,7 @@
           setStatus("");
         }
       } else if (ev.type === "error") {
+        failed = true;
         const err = ev.error || {};
         throw new ApiError(err.message || ev.message || "the reply failed", err.status || 500);
       }
@@ -392,12 +396,15 @@
       }
       if (!finished) throw new ApiError("The reply was cut off; try again.", 0);
     } catch (e) {
-      if (!received) {
-        // nothing happened on the server's side as far as we know: undo, keep the text
+      if (!received || failed) {
+        // the server recorded nothing (it refused, or said the reply failed): undo the
+        // bubbles and the meter, and give the line back to send again
         trainee.remove();
         if (civ) civ.remove();
+        if (meterBefore !== null) setMeter(meterBefore);
         $("message").value = text;
       } else if (civ) {
+        // cut off: the server finishes and stores the turn anyway; reopening shows it
         civ.classList.remove("typing");
         civ.classList.add("incomplete");
       }
