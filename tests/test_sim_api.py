@@ -431,3 +431,10 @@ def test_token_redirect_stays_on_this_server_and_tokens_must_be_header_safe(sim)
     for bad in ("short", "caf\u00e9-token-long"):
         with pytest.raises(DeescalwildError, match="--token"):
             create_app(sim, token=bad)
+
+
+def test_request_threads_follow_the_responder(responder):
+    # retrieval is CPU-bound under the GIL: two threads; a network backend waits on I/O
+    assert Limits().worker_threads(responder) == 2
+    assert Limits().worker_threads(object()) == 40
+    assert Limits(workers=5).worker_threads(responder) == 5

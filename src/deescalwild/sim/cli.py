@@ -136,9 +136,12 @@ def simulate_cmd(card_id: str, cards_dirs: tuple[Path, ...], responder: str, ana
                    "/?token=T once in the browser). Also read from $DEESCALWILD_TOKEN.")
 @click.option("--turns-per-minute", type=click.IntRange(min=1), default=30, show_default=True,
               help="Per-session rate limit.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Threads answering requests; 0: 2 for retrieval (CPU-bound: more threads "
+                   "only contend), 40 for other responders.")
 def serve_cmd(host: str, port: int, cards_dirs: tuple[Path, ...], responder: str,
               analyser: str, train: Path | None, seed: int, db: Path, token: str | None,
-              turns_per_minute: int) -> None:
+              turns_per_minute: int, workers: int) -> None:
     """The web simulator, its REST API and an OpenAI-compatible endpoint for VR clients."""
     from deescalwild.errors import DeescalwildError
     from deescalwild.sim.engine import open_simulator
@@ -154,6 +157,6 @@ def serve_cmd(host: str, port: int, cards_dirs: tuple[Path, ...], responder: str
                f"responder {responder}, sessions in {os.fspath(db)})", err=True)
     try:
         serve(sim, host=host, port=port, token=token,
-              limits=Limits(turns_per_minute=turns_per_minute))
+              limits=Limits(turns_per_minute=turns_per_minute, workers=workers))
     finally:
         sim.close()

@@ -137,11 +137,19 @@ def create_app(sim: Any, *, token: str | None = None, limits: Limits | None = No
     limits = limits or Limits()
     sim.max_turn_chars = limits.max_turn_chars  # one limit, whichever path a turn takes
     rate = RateLimiter()
-    # drives streamed replies to their end whatever the client does (see `drive`)
-    executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="deescalwild-stream")
+    # drives streamed replies to their end whatever the client does (see `drive`); sized like
+    # the request threads (a streamed turn already holds its session's lock when it gets here,
+    # so a small pool cannot deadlock: every task it runs can finish)
+    executor = ThreadPoolExecutor(max_workers=limits.worker_threads(sim.responder),
+                                  thread_name_prefix="deescalwild-stream")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import anyio.to_thread
+
+        # the pool sync handlers run in (turns included): sized for the responder (Limits)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = \
+            limits.worker_threads(sim.responder)
         yield
         # replies under way (their clients may have left) finish and are stored before the
         # caller closes the store; nothing new starts

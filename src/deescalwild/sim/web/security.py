@@ -76,6 +76,15 @@ class Limits:
     turns_per_minute: int = 30  # per session, /api turns and /v1 with X-Deescalwild-Session
     sessions_per_minute: int = 60  # new sessions, all clients together
     stateless_per_minute: int = 240  # /v1/chat/completions without a session, per client address
+    # threads answering requests; 0: 2 for an in-process, thread-safe responder (retrieval:
+    # CPU-bound under the GIL, where more threads only contend: benchmarks/sim_load.py measured
+    # 280 turns/s with 1, 260 with 2, 200 with 40), else 40 (network backends wait on I/O)
+    workers: int = 0
+
+    def worker_threads(self, responder: Any) -> int:
+        if self.workers > 0:
+            return self.workers
+        return 2 if getattr(responder, "thread_safe", False) else 40
 
 
 class RateLimiter:
