@@ -9,11 +9,13 @@ adverts and narrators never speak as the civilian.
 Every scenario is pseudonymised on the way in (`curate.privacy.pseudonymize`: names replaced,
 e-mail addresses, phone numbers and street addresses masked), also when the corpus given was
 not: a trainee must never hear a real person's phone number read out by the simulator.
-Pseudonymising an already pseudonymised corpus changes nothing that matters.
+Pseudonymising an already pseudonymised corpus changes nothing that matters. Replies that are
+nothing but placeholders after it ("Civilian A. Civilian A.", "[PHONE].") are left out.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +32,16 @@ def corpus_cases(train: Path | None = None, context_turns: int = 3) -> Iterator[
 
     for sc in _scenarios(train):
         pseudonymize(sc)
-        yield from scenario_cases(sc, history=context_turns)
+        for case in scenario_cases(sc, history=context_turns):
+            if _ROLE_WORDS.sub("", _PLACEHOLDER.sub("", case.reference)).strip(" .,!?-'\""):
+                yield case
+
+
+# what pseudonymisation puts in ("[NAME B]", "[PHONE]", "Civilian A"): a reply that is nothing
+# else ("Civilian A. Civilian A.", a spelled-out name) says nothing a trainee can answer
+_PLACEHOLDER = re.compile(r"\[[A-Z]+(?: [A-Z]{1,2})?\]")
+_ROLE_WORDS = re.compile(r"\b(?:Officer|Civilian|Bystander|Dispatcher|Narrator|Speaker) "
+                         r"[A-Z]{1,2}\b")
 
 
 def _scenarios(train: Path | None) -> list[Scenario]:

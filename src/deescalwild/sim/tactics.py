@@ -297,7 +297,7 @@ _RULES: list[Rule] = [
                               r"(?:next|then|after that)\b|\bmm-?hm+\b|\buh-?huh\b"),
       "inviting them to go on"),
     # explanation
-    R("explanation", _re(r"\bthe reason (?:why |that )?(?:i|we|you|this|for)\b[^.?!,;]{0,40}|"
+    R("explanation", _re(r"\bthe reason (?:why |that )?(?:i|we|you|this|for)\b[^.?!,;]{0,40}(?!\w)|"
                          r"\bwhat(?:'?s| is) "
                          rf"{GOING} happen\b|\bwhat happens (?:now|next)\b|\bhere(?:'?s| is) "
                          r"what\b|\blet me explain\b|\bi(?:'?ll| will| want to| need to) "
