@@ -2,7 +2,7 @@
 lock, the retry loop around each attempt, the reply or error that comes out of it, and
 streaming that retries only before the first piece (lm-evaluation-harness's one base class
 for API models). A backend builds the request, reads the answer (`_pieces`), and says which
-failures are worth retrying (`_classify`) and how to name them (`_describe`).
+failures are worth retrying (`_classify`) and how to name them (`_failure`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from deescalwild.responders.retry import (
     RetryPolicy,
     Verdict,
     call_with_retry,
+    one_line,
+    root_reason,
     stream_with_retry,
 )
 
@@ -68,9 +70,18 @@ class APIResponder(Responder):
     def _classify(self, e: BaseException) -> Verdict:
         raise NotImplementedError
 
+    def _failure(self, cause: BaseException) -> str:
+        """What went wrong in the last attempt, in the SDK's terms (status and message,
+        timeout, connection); `_describe` adds the attempts and masks the key."""
+        return f"{type(cause).__name__}: {root_reason(cause)}"
+
     def _describe(self, e: GiveUp) -> str:
         """`Reply.error` for a failure: one line, key masked."""
-        raise NotImplementedError
+        c = e.cause
+        msg = str(c) if isinstance(c, ReplyProblem) else self._failure(c)
+        if e.attempts > 1:
+            msg += f" (gave up after {e.attempts} attempts)"
+        return one_line(msg, (self._key(),), limit=300)
 
     def _empty(self, at: Attempt) -> ReplyProblem:
         return ReplyProblem(f"empty reply (finish_reason={at.finish})")

@@ -28,7 +28,6 @@ from deescalwild.responders.base import Options, Request
 from deescalwild.responders.openai_api import none_if_blank
 from deescalwild.responders.prompt import chat_messages
 from deescalwild.responders.retry import (
-    GiveUp,
     ReplyProblem,
     Verdict,
     is_transport_error,
@@ -268,23 +267,16 @@ class GeminiResponder(APIResponder):
             return Verdict(False)
         return Verdict(is_transport_error(e))
 
-    def _describe(self, e: GiveUp) -> str:
+    def _failure(self, c: BaseException) -> str:
         from google.genai import errors
 
-        c = e.cause
         if isinstance(c, errors.APIError):
-            msg = f"HTTP {c.code} {c.status or ''}: {c.message or ''}".replace(" :", ":")
-        elif isinstance(c, ReplyProblem):
-            msg = str(c)
-        elif is_transport_error(c) and "timeout" in type(c).__name__.lower():
-            msg = f"timed out after {self.options.timeout:g}s"
-        elif is_transport_error(c):
-            msg = f"connection failed: {root_reason(c)}"
-        else:
-            msg = f"{type(c).__name__}: {root_reason(c)}"
-        if e.attempts > 1:
-            msg += f" (gave up after {e.attempts} attempts)"
-        return one_line(msg, (self._key(),), limit=300)
+            return f"HTTP {c.code} {c.status or ''}: {c.message or ''}".replace(" :", ":")
+        if is_transport_error(c) and "timeout" in type(c).__name__.lower():
+            return f"timed out after {self.options.timeout:g}s"
+        if is_transport_error(c):
+            return f"connection failed: {root_reason(c)}"
+        return super()._failure(c)
 
     # --- bookkeeping ----------------------------------------------------------------------
     def usage(self) -> dict[str, int]:

@@ -24,7 +24,6 @@ from deescalwild.responders.api_base import APIResponder, Attempt
 from deescalwild.responders.base import Options, Request
 from deescalwild.responders.prompt import chat_messages
 from deescalwild.responders.retry import (
-    GiveUp,
     ReplyProblem,
     Verdict,
     is_transport_error,
@@ -211,25 +210,18 @@ class OpenAIResponder(APIResponder):
             return Verdict(False)
         return Verdict(is_transport_error(e))
 
-    def _describe(self, e: GiveUp) -> str:
-        """`Reply.error`: status code and the server's message, one line, key masked."""
+    def _failure(self, c: BaseException) -> str:
+        """Status code and the server's message, or what the connection did."""
         import openai
 
-        c = e.cause
         if isinstance(c, openai.APIStatusError):
             body = c.body if isinstance(c.body, dict) else {}
-            msg = f"HTTP {c.status_code}: {body.get('message') or c.message}"
-        elif isinstance(c, openai.APITimeoutError):
-            msg = f"timed out after {self.options.timeout:g}s"
-        elif isinstance(c, openai.APIConnectionError):
-            msg = f"connection failed: {root_reason(c)}"
-        elif isinstance(c, ReplyProblem):
-            msg = str(c)
-        else:
-            msg = f"{type(c).__name__}: {root_reason(c)}"
-        if e.attempts > 1:
-            msg += f" (gave up after {e.attempts} attempts)"
-        return one_line(msg, (self._key(),), limit=300)
+            return f"HTTP {c.status_code}: {body.get('message') or c.message}"
+        if isinstance(c, openai.APITimeoutError):
+            return f"timed out after {self.options.timeout:g}s"
+        if isinstance(c, openai.APIConnectionError):
+            return f"connection failed: {root_reason(c)}"
+        return super()._failure(c)
 
     # --- bookkeeping ----------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:

@@ -171,7 +171,7 @@ class Simulator:
             yield {"type": "analysis", "verdicts": [v.to_dict() for v in verdicts],
                    "agitation_before": before, "agitation_after": after,
                    "level": rule.level(after)}
-            request = self._request(card, rec, text, after, len(rec.turns))
+            request = self._request(card, _history(rec), text, after, len(rec.turns), rec.id)
             pieces: list[str] = []
             first: float | None = None
             try:
@@ -204,18 +204,10 @@ class Simulator:
         verdicts = self.analyser.analyse(text, card, [t.trainee for t in turns])
         return verdicts, rule.update(before, verdicts, card, turns)
 
-    def _request(self, card: Card, rec_or_opening: SessionRecord | str, text: str,
-                 agitation: float, index: int, history: list[dict] | None = None) -> Request:
-        if history is None:
-            rec = rec_or_opening
-            assert isinstance(rec, SessionRecord)
-            history = [{"role": "assistant", "content": rec.opening}] if rec.opening else []
-            for t in rec.turns:
-                history += [{"role": "user", "content": t.trainee},
-                            {"role": "assistant", "content": t.reply}]
-            sid = rec.id
-        else:
-            sid = "stateless"
+    def _request(self, card: Card, history: list[dict], text: str, agitation: float,
+                 index: int, sid: str) -> Request:
+        """The responder's request: the conversation so far plus the trainee's line, with the
+        agitation as prompt text (`state`), as a number, and the lines already said."""
         said = [m["content"] for m in history if m["role"] == "assistant"]
         history = [*history, {"role": "user", "content": text}]
         return Request(context=card.context(), history=history, id=f"sim:{sid}#{index}",
@@ -273,7 +265,8 @@ class Simulator:
                                     agitation_after=after, latency_s=0.0))
             agitation = after
             history.append({"role": "user", "content": line})
-        request = self._request(card, "", text, agitation, len(turns) - 1, history=history[:-1])
+        request = self._request(card, history[:-1], text, agitation, len(turns) - 1,
+                                "stateless")
         return request, agitation, verdicts
 
     # --- reports ------------------------------------------------------------------------------
@@ -324,6 +317,15 @@ class Simulator:
         self.responder.close()
         if self.store is not None:
             self.store.close()
+
+
+def _history(rec: SessionRecord) -> list[dict[str, str]]:
+    """A session as chat messages: the card's opening line, then trainee and civilian turns."""
+    history = [{"role": "assistant", "content": rec.opening}] if rec.opening else []
+    for t in rec.turns:
+        history += [{"role": "user", "content": t.trainee},
+                    {"role": "assistant", "content": t.reply}]
+    return history
 
 
 def is_valid_unicode(text: str) -> bool:

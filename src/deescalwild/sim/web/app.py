@@ -52,7 +52,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from deescalwild.errors import DeescalwildError
-from deescalwild.sim.errors import BadTurn, SimError
+from deescalwild.sim.errors import SimError
 from deescalwild.sim.web.security import Limits, RateLimiter, error_payload, error_type
 
 __all__ = ["LOCAL_HOSTS", "STATIC", "Limits", "create_app", "serve"]
@@ -203,13 +203,6 @@ def create_app(sim: Any, *, token: str | None = None, limits: Limits | None = No
                      "log", "internal_error")
 
     # --- helpers -------------------------------------------------------------------------
-    def check_text(text: str) -> str:
-        n = len(text.strip())
-        if n > limits.max_turn_chars:
-            raise BadTurn(f"text: {n:,} characters; a turn holds at most "
-                          f"{limits.max_turn_chars:,}")
-        return sim.check_text(text)
-
     def session_json(rec: Any) -> dict[str, Any]:
         d = rec.to_dict()
         d["agitation"] = rec.agitation
@@ -270,7 +263,7 @@ def create_app(sim: Any, *, token: str | None = None, limits: Limits | None = No
         return session_json(sim.get(session_id))
 
     def start_turn(session_id: str, text: str, stream: bool) -> Any:
-        text = check_text(text)
+        text = sim.check_text(text)  # the limit is Limits.max_turn_chars (set above)
         sim.get(session_id)  # unknown session: 404 before the rate limit counts
         rate.hit(f"turn:{session_id}", limits.turns_per_minute, "turns in this session")
         if stream:

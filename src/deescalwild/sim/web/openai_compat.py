@@ -41,7 +41,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from deescalwild.responders.base import ResponderError, stripped
-from deescalwild.sim.errors import BadTurn, SimError
+from deescalwild.sim.errors import SimError
 from deescalwild.sim.web.security import Limits, RateLimiter, error_payload, error_type
 
 log = logging.getLogger(__name__)
@@ -137,9 +137,6 @@ def add_openai_routes(app: Any, sim: Any, limits: Limits, rate: RateLimiter,
             raise SimError(f"model: session {session_id} plays card {rec.card_id!r}, "
                            f"not {body.model!r}")
         text = sim.check_text(_last_user_text(body.messages))
-        if len(text) > limits.max_turn_chars:
-            raise BadTurn(f"text: {len(text):,} characters; a turn holds at most "
-                           f"{limits.max_turn_chars:,}")
         rate.hit(f"turn:{session_id}", limits.turns_per_minute, "turns in this session")
         events = sim.stream_turn(session_id, text)
         first = next(events, None)  # validation errors are raised before this returns
