@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 # llama-cpp-python (the gguf extra) builds from source: a portable CPU build, no curl
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF
 
-.PHONY: demo test lint bench docs clean
+.PHONY: demo test lint bench docs clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,18 @@ bench: $(VENV)/.installed-dev
 
 docs: $(VENV)/.installed
 	$(BIN)/python scripts/cli_docs.py > docs/cli.md
+
+# Debian packages the tests drive: ffmpeg + espeak-ng (acquisition: media made and decoded on the
+# spot), Chromium (the simulator's browser test). Installed only when missing and when we can.
+SYSTEM_TOOLS := ffmpeg espeak-ng chromium
+system-deps:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -z "$$missing" ]; then echo "system tools present: $(SYSTEM_TOOLS)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing$$missing"; \
+	  apt-get install -y -qq $$missing >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; }; \
+	else echo "missing:$$missing (tests that need them are skipped)"; fi
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache

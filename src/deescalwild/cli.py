@@ -14,6 +14,7 @@ import warnings
 import click
 
 from deescalwild import __version__
+from deescalwild.acquire.cli import acquire_group
 from deescalwild.bench.cli import bench_cmd, cases_cmd, compare_cmd, eval_cmd
 from deescalwild.bench.metrics_cli import score_cmd
 from deescalwild.corpus.cli import corpus
@@ -38,6 +39,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+cli.add_command(acquire_group)
 cli.add_command(corpus)
 cli.add_command(curate_cmd)
 cli.add_command(split_cmd)

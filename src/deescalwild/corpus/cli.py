@@ -39,7 +39,9 @@ def corpus() -> None:
 def import_cmd(paths: tuple[Path, ...], output: Path, sample: bool, strict: bool,
                metadata: tuple[str, ...], role_model: str | None, no_roles: bool,
                as_json: bool, report: Path | None) -> None:
-    """Import DeEscalWild transcript CSVs (files or folders, searched recursively).
+    """Import DeEscalWild transcript CSVs and acquired transcripts (`deescalwild.transcript/1`
+    JSON from `acquire`; a CSV beside its JSON is counted as a companion), files or folders,
+    searched recursively.
 
     Every row becomes a turn; each speaker label of each scenario gets a role
     (officer, civilian, bystander, dispatcher, narrator, unknown) with its evidence.

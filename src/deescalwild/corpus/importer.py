@@ -2,6 +2,10 @@
 
 The public entry point is `import_transcripts`. It never stops at a bad file unless asked to
 (`strict=True`): every skipped file and row comes back in the summary with its reason.
+
+Two kinds of transcript file are read: DeEscalWild CSVs, and the `deescalwild.transcript/1` JSON
+that `acquire`'s export writes beside each CSV (same rows, plus word timings and video metadata).
+When both sit in one folder under one name, the JSON is read and the CSV counted as its companion.
 """
 
 from __future__ import annotations
@@ -9,9 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from deescalwild.core import Scenario, gc_paused, write_corpus
-from deescalwild.corpus.csv_transcripts import SPLITS, Problem, read_transcript, split_of
+from deescalwild.corpus.csv_transcripts import (
+    SPLITS,
+    Problem,
+    ReadResult,
+    read_transcript,
+    split_of,
+)
+from deescalwild.corpus.json_transcripts import is_transcript_json, read_json_transcript
 from deescalwild.corpus.youtube_metadata import FILENAME as YOUTUBE_LIST
 from deescalwild.corpus.youtube_metadata import load_youtube_list
 from deescalwild.errors import DeescalwildError, InputError
@@ -28,6 +40,7 @@ class ImportSummary:
     skipped_rows: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     metadata_files: list[str] = field(default_factory=list)
+    companions: int = 0  # CSVs not read because the transcript JSON of the same name was
 
     def add(self, problem: Problem) -> None:
         {"file": self.skipped_files, "row": self.skipped_rows}.get(
@@ -45,6 +58,7 @@ class ImportSummary:
             "skipped_rows": rows(self.skipped_rows),
             "warnings": rows(self.warnings),
             "metadata_files": self.metadata_files,
+            "companions": self.companions,
         }
 
 
@@ -57,10 +71,27 @@ def _split(path: Path, root: Path | None) -> str | None:
     return next((SPLITS[f.lower()] for f in reversed(folders) if f.lower() in SPLITS), None)
 
 
-def discover(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str | None]], list[Path]]:
-    """(transcript file, split) pairs and YouTube metadata lists under `paths`. Folders are
-    searched recursively, hidden entries skipped; a file reached twice is read once; the order
-    is sorted so that imports are deterministic."""
+class Found(NamedTuple):
+    """What `find_inputs` found. `companions`: transcript JSON -> the CSV of the same name in
+    the same folder, which is read only when the JSON cannot be."""
+
+    transcripts: list[tuple[Path, str | None]]
+    lists: list[Path]
+    companions: dict[Path, Path]
+
+
+def _candidate(f: Path) -> bool:
+    """A file a folder search considers: every CSV; a JSON only when it is a transcript (other
+    JSON, such as `relevance-report.json`, is passed over silently, like any non-CSV file)."""
+    suffix = f.suffix.lower()
+    return suffix == ".csv" or (suffix == ".json" and is_transcript_json(f))
+
+
+def find_inputs(paths: Iterable[str | Path]) -> Found:
+    """Transcript files (with their split), YouTube metadata lists and companion CSVs under
+    `paths`. Folders are searched recursively, hidden entries skipped; a file reached twice is
+    read once; a file given by itself is always read (a .json one as a transcript JSON); the
+    order is sorted so that imports are deterministic."""
     transcripts: list[tuple[Path, str | None]] = []
     lists: list[Path] = []
     seen: set[Path] = set()
@@ -68,8 +99,8 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str | None]]
         if p.is_dir():
             found = sorted(
                 f for f in p.rglob("*")
-                if f.is_file() and f.suffix.lower() == ".csv"
-                and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                and _candidate(f)
             )
             root: Path | None = p
         elif p.exists():
@@ -84,7 +115,28 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str | None]]
                 lists.append(f)
             else:
                 transcripts.append((f, _split(f, root)))
-    return transcripts, lists
+    def key(f: Path) -> tuple[Path, str]:
+        return f.resolve().parent, f.stem
+
+    jsons = {key(f): f for f, _ in transcripts if f.suffix.lower() == ".json"}
+    companions = {jsons[key(f)]: f for f, _ in transcripts
+                  if f.suffix.lower() == ".csv" and key(f) in jsons}
+    kept = set(companions.values())
+    return Found([t for t in transcripts if t[0] not in kept], lists, companions)
+
+
+def discover(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str | None]], list[Path]]:
+    """(transcript file, split) pairs and YouTube metadata lists under `paths` (companion CSVs
+    left out; see `find_inputs`)."""
+    found = find_inputs(paths)
+    return found.transcripts, found.lists
+
+
+def read_any(path: Path, split: str | None = None) -> ReadResult:
+    """Read a transcript file with the reader its suffix calls for."""
+    if path.suffix.lower() == ".json":
+        return read_json_transcript(path, split=split)
+    return read_transcript(path, split=split)
 
 
 def import_transcripts(
@@ -102,7 +154,7 @@ def import_transcripts(
     `progress(done, total)` is called after each file. With `strict`, the first problem of
     any kind raises `InputError`.
     """
-    files, lists = discover(paths)
+    files, lists, companions = find_inputs(paths)
     summary = ImportSummary()
     youtube: dict[str, dict] = {}
     for lst in [*lists, *map(Path, metadata)]:
@@ -117,12 +169,12 @@ def import_transcripts(
 
     scenarios: list[Scenario] = []
     with gc_paused():
-        _read_all(files, scenarios, summary, youtube, strict, progress)
+        extra = _read_all(files, companions, scenarios, summary, youtube, strict, progress)
         if resolve_roles and scenarios:
             from deescalwild.corpus.roles.resolve import resolve_corpus
 
             resolve_corpus(scenarios, model_path=role_model)
-    summary.files = len(files)
+    summary.files = len(files) + extra
     summary.scenarios = len(scenarios)
     summary.turns = sum(len(s.turns) for s in scenarios)
     return scenarios, summary
@@ -130,15 +182,30 @@ def import_transcripts(
 
 def _read_all(
     files: list[tuple[Path, str | None]],
+    companions: dict[Path, Path],
     scenarios: list[Scenario],
     summary: ImportSummary,
     youtube: dict[str, dict],
     strict: bool,
     progress: Callable[[int, int], None] | None,
-) -> None:
+) -> int:
+    """Read every file into `scenarios`; returns how many companion CSVs had to be read
+    because their JSON could not be."""
     used: set[str] = set()
+    fallbacks = 0
     for i, (f, split) in enumerate(files, start=1):
-        result = read_transcript(f, split=split)
+        result = read_any(f, split=split)
+        if f in companions:
+            if result.scenario is None and not strict:  # a broken JSON: its CSV still counts
+                for problem in result.problems:
+                    summary.add(problem if problem.kind != "file" else Problem(
+                        problem.path, problem.line, "file",
+                        f"{problem.message}; read {companions[f].name} instead"))
+                f = companions[f]
+                result = read_transcript(f, split=split)
+                fallbacks += 1
+            else:
+                summary.companions += 1
         for problem in result.problems:
             if strict:
                 raise InputError(problem.path, problem.line, problem.message)
@@ -161,6 +228,7 @@ def _read_all(
             scenarios.append(sc)
         if progress:
             progress(i, len(files))
+    return fallbacks
 
 
 def import_to_file(

@@ -84,7 +84,7 @@ class _Attempt(Attempt):
     answered: bool = False  # the server sent a response (counted in usage)
 
 
-def _name(value: Any) -> str | None:
+def enum_name(value: Any) -> str | None:
     """An SDK enum or string ("FinishReason.SAFETY", "SAFETY") -> "SAFETY"."""
     if value is None:
         return None
@@ -224,12 +224,12 @@ class GeminiResponder(APIResponder):
                     at.prompt = usage.prompt_token_count
                 feedback = chunk.prompt_feedback
                 if feedback is not None and feedback.block_reason:
-                    raise ReplyProblem(f"prompt blocked ({_name(feedback.block_reason)}"
+                    raise ReplyProblem(f"prompt blocked ({enum_name(feedback.block_reason)}"
                                        + (f": {feedback.block_reason_message}"
                                           if feedback.block_reason_message else "") + ")")
                 for cand in (chunk.candidates or [])[:1]:
                     if cand.finish_reason:
-                        at.finish = _name(cand.finish_reason)
+                        at.finish = enum_name(cand.finish_reason)
                     for part in (cand.content.parts or []) if cand.content else []:
                         if part.text and not part.thought:
                             at.timer.first()
@@ -262,7 +262,7 @@ class GeminiResponder(APIResponder):
         from google.genai import errors
 
         if isinstance(e, errors.APIError):
-            return Verdict(retryable_status(e.code), _retry_after(e))
+            return Verdict(retryable_status(e.code), retry_after(e))
         if isinstance(e, ReplyProblem):
             return Verdict(False)
         return Verdict(is_transport_error(e))
@@ -300,7 +300,7 @@ class GeminiResponder(APIResponder):
 _DELAY = re.compile(r"^\s*([0-9]*\.?[0-9]+)s\s*$")
 
 
-def _retry_after(e: Any) -> float | None:
+def retry_after(e: Any) -> float | None:
     """The wait a Gemini error asks for: a `Retry-After` header, or the `RetryInfo.retryDelay`
     ("37s") that the API puts in a 429's error details."""
     headers = getattr(getattr(e, "response", None), "headers", None)

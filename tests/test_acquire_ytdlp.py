@@ -1,0 +1,192 @@
+"""The yt-dlp wrapper (acquire/ytdlp.py) against a local HTTP server that fails on purpose: which
+failures are retried (429, 5xx, dropped connections) and which are final (404, bad URL, file URLs
+when not allowed), Retry-After honoured, messages as one clean line."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from media_fixtures import make_clip, needs_ffmpeg
+
+from deescalwild.acquire import ytdlp
+from deescalwild.acquire.tasks import Settings, StageError
+
+pytestmark = needs_ffmpeg
+
+
+class FlakyServer:
+    """Serves a folder, but answers the first requests of a path as told: `fail("/a.webm", 429,
+    429)` gives two 429s before the file; "drop" closes the connection without an answer.
+    `requests` lists (path, status) in order (status 0 for a drop)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.plan: dict[str, list[int | str]] = {}
+        self.retry_after: str | None = None
+        self.requests: list[tuple[str, int]] = []
+        self.url = ""
+
+    def fail(self, path: str, *answers: int | str) -> None:
+        self.plan.setdefault(path, []).extend(answers)
+
+    def handler(self, *args, **kwargs):
+        server = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def log_message(self, format: str, *a: object) -> None:
+                pass
+
+            def send_response(self, code: int, message: str | None = None) -> None:
+                server.requests.append((self.path, code))
+                super().send_response(code, message)
+
+            def do_GET(self) -> None:
+                todo = server.plan.get(self.path)
+                if todo:
+                    answer = todo.pop(0)
+                    if answer == "drop":
+                        server.requests.append((self.path, 0))
+                        self.close_connection = True
+                        return
+                    self.send_response(int(answer))
+                    if server.retry_after is not None:
+                        self.send_header("Retry-After", server.retry_after)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                super().do_GET()
+
+        return Handler(*args, directory=str(server.root), **kwargs)
+
+
+@contextlib.contextmanager
+def flaky_server(root: Path) -> Iterator[FlakyServer]:
+    srv = FlakyServer(root)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(FlakyServer.handler, srv))
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    srv.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        yield srv
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("media")
+    make_clip(root / "clip.webm", seconds=2.0)
+    return root
+
+
+@pytest.fixture
+def server(media) -> Iterator[FlakyServer]:
+    with flaky_server(media) as srv:
+        yield srv
+
+
+def settings(tmp_path: Path, **kw) -> Settings:
+    kw.setdefault("backoff_base_s", 0.01)
+    return Settings(workdir=str(tmp_path / "w"), out_dir=str(tmp_path / "out"), **kw)
+
+
+def test_options_are_quiet_configless_and_follow_settings(tmp_path):
+    opts = ytdlp.ydl_options(settings(tmp_path, timeout_s=12.5, max_retries=2),
+                             format="bestaudio")
+    assert opts["quiet"] and opts["noprogress"] and opts["ignoreconfig"]
+    assert opts["enable_file_urls"] is False and opts["socket_timeout"] == 12.5
+    assert opts["retries"] == 2 and opts["format"] == "bestaudio"
+    assert opts["cookiefile"] is None and "cookiesfrombrowser" not in opts
+    assert ytdlp.ydl_options(settings(tmp_path, allow_file_urls=True))["enable_file_urls"]
+
+
+def test_download_and_extract_from_local_server(server, tmp_path):
+    s = settings(tmp_path)
+    info = ytdlp.extract_info(f"{server.url}/clip.webm", s)
+    assert info["extractor"] == "generic" and info["id"] == "clip"
+    path = ytdlp.download(f"{server.url}/clip.webm", s, tmp_path / "dl")
+    assert path == tmp_path / "dl" / "media.webm"
+    assert path.read_bytes() == (server.root / "clip.webm").read_bytes()
+
+
+def test_429_then_ok_is_retried(server, tmp_path):
+    server.fail("/clip.webm", 429, 429)
+    slept: list[float] = []
+    path = ytdlp.download(f"{server.url}/clip.webm", settings(tmp_path), tmp_path / "dl",
+                          sleep=slept.append)
+    assert path.stat().st_size == (server.root / "clip.webm").stat().st_size
+    assert [c for _, c in server.requests][:3] == [429, 429, 200]
+    assert len(slept) == 2 and all(0 <= t <= 0.02 for t in slept)  # backoff: base 0.01, x2
+
+
+def test_retry_after_is_honoured(server, tmp_path):
+    server.fail("/clip.webm", 503)
+    server.retry_after = "7"
+    slept: list[float] = []
+    ytdlp.extract_info(f"{server.url}/clip.webm", settings(tmp_path), sleep=slept.append)
+    assert slept == [7.0]
+
+
+def test_dropped_connection_is_retried(server, tmp_path):
+    server.fail("/clip.webm", "drop")
+    info = ytdlp.extract_info(f"{server.url}/clip.webm", settings(tmp_path), sleep=lambda t: None)
+    assert info["id"] == "clip" and server.requests[0] == ("/clip.webm", 0)
+
+
+def test_5xx_gives_up_after_max_retries_as_retryable(server, tmp_path):
+    server.fail("/clip.webm", 500, 502, 503, 504)
+    with pytest.raises(StageError) as e:
+        ytdlp.extract_info(f"{server.url}/clip.webm", settings(tmp_path, max_retries=2),
+                           sleep=lambda t: None)
+    assert e.value.retryable is True
+    assert "HTTP Error 503" in e.value.reason and "after 3 attempts" in e.value.reason
+    assert [c for _, c in server.requests] == [500, 502, 503]
+
+
+def test_404_fails_at_once_not_retryable(server, tmp_path):
+    slept: list[float] = []
+    with pytest.raises(StageError) as e:
+        ytdlp.download(f"{server.url}/gone.webm", settings(tmp_path), tmp_path / "dl",
+                       sleep=slept.append)
+    assert e.value.retryable is False and slept == []
+    assert "HTTP Error 404" in e.value.reason and not e.value.reason.startswith("ERROR")
+    assert "\n" not in e.value.reason and "\x1b" not in e.value.reason
+    assert [c for _, c in server.requests] == [404]
+
+
+def test_file_urls_only_when_allowed(media, tmp_path):
+    url = (media / "clip.webm").as_uri()
+    with pytest.raises(StageError, match="file:// URLs are disabled") as e:
+        ytdlp.extract_info(url, settings(tmp_path))
+    assert e.value.retryable is False
+    path = ytdlp.download(url, settings(tmp_path, allow_file_urls=True), tmp_path / "dl")
+    assert path.stat().st_size > 1000
+
+
+def test_classify_and_reason_on_yt_dlp_messages():
+    from yt_dlp.utils import DownloadError, ExtractorError
+
+    def err(msg: str) -> DownloadError:
+        return DownloadError(f"\x1b[0;31mERROR:\x1b[0m {msg}")
+
+    assert ytdlp.classify(err("[youtube] x: HTTP Error 429: Too Many Requests")).retry
+    assert ytdlp.classify(err("unable to download video data: The read operation timed out"))\
+        .retry
+    assert ytdlp.classify(err("[Errno 104] Connection reset by peer")).retry
+    for final in ("[youtube] abc: Private video. Sign in if you've been granted access",
+                  "[generic] Unsupported URL: https://example.com/",
+                  "[youtube] abc: The uploader has not made this video available in your country",
+                  "[tiktok] 123: HTTP Error 404: Not Found"):
+        assert not ytdlp.classify(err(final)).retry, final
+    bug = ExtractorError("Unable to extract title")  # not `expected`: yt-dlp adds a bug plea
+    assert "please report" in str(bug)
+    assert ytdlp.reason(bug) == "Unable to extract title"
+    assert ytdlp.reason(err("[generic] x: boom\nsecond line")) == "[generic] x: boom second line"
