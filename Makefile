@@ -50,6 +50,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/retrieval_speed.py
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/sim_load.py
+	$(BIN)/python benchmarks/acquire_list.py
 
 docs: $(VENV)/.installed
 	$(BIN)/python scripts/cli_docs.py > docs/cli.md

@@ -1,6 +1,7 @@
 """Media for the acquisition tests, made on the spot: a short spoken clip (espeak-ng, else a
 tone) encoded by ffmpeg, a web page that embeds it with a caption track, and a local HTTP
-server that serves them to yt-dlp. Nothing leaves 127.0.0.1.
+server that serves them to yt-dlp (`serve_dir`), or one that fails on purpose first
+(`flaky_server`: 429s, 5xx, dropped connections). Nothing leaves 127.0.0.1.
 
     with serve_dir(tmp_path) as base:
         url = f"{base}/clip.webm"
@@ -91,3 +92,63 @@ def serve_dir(root: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class FlakyServer:
+    """Serves a folder, but answers the first requests of a path as told: `fail("/a.webm", 429,
+    429)` gives two 429s before the file; "drop" closes the connection without an answer.
+    `requests` lists (path, status) in order (status 0 for a drop)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.plan: dict[str, list[int | str]] = {}
+        self.retry_after: str | None = None
+        self.requests: list[tuple[str, int]] = []
+        self.url = ""
+
+    def fail(self, path: str, *answers: int | str) -> None:
+        self.plan.setdefault(path, []).extend(answers)
+
+    def handler(self, *args, **kwargs):
+        server = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def log_message(self, format: str, *a: object) -> None:
+                pass
+
+            def send_response(self, code: int, message: str | None = None) -> None:
+                server.requests.append((self.path, code))
+                super().send_response(code, message)
+
+            def do_GET(self) -> None:
+                todo = server.plan.get(self.path)
+                if todo:
+                    answer = todo.pop(0)
+                    if answer == "drop":
+                        server.requests.append((self.path, 0))
+                        self.close_connection = True
+                        return
+                    self.send_response(int(answer))
+                    if server.retry_after is not None:
+                        self.send_header("Retry-After", server.retry_after)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                super().do_GET()
+
+        return Handler(*args, directory=str(server.root), **kwargs)
+
+
+@contextlib.contextmanager
+def flaky_server(root: Path) -> Iterator[FlakyServer]:
+    srv = FlakyServer(root)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(FlakyServer.handler, srv))
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    srv.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        yield srv
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

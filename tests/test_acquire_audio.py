@@ -8,8 +8,7 @@ import wave
 from pathlib import Path
 
 import pytest
-from media_fixtures import make_clip, needs_ffmpeg, serve_dir
-from test_acquire_ytdlp import flaky_server
+from media_fixtures import flaky_server, make_clip, needs_ffmpeg, serve_dir
 
 from deescalwild.acquire import audio
 from deescalwild.acquire.audio import run_audio

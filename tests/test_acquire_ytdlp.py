@@ -4,80 +4,16 @@ when not allowed), Retry-After honoured, messages as one clean line."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from media_fixtures import make_clip, needs_ffmpeg
+from media_fixtures import FlakyServer, flaky_server, make_clip, needs_ffmpeg
 
 from deescalwild.acquire import ytdlp
 from deescalwild.acquire.tasks import Settings, StageError
 
 pytestmark = needs_ffmpeg
-
-
-class FlakyServer:
-    """Serves a folder, but answers the first requests of a path as told: `fail("/a.webm", 429,
-    429)` gives two 429s before the file; "drop" closes the connection without an answer.
-    `requests` lists (path, status) in order (status 0 for a drop)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.plan: dict[str, list[int | str]] = {}
-        self.retry_after: str | None = None
-        self.requests: list[tuple[str, int]] = []
-        self.url = ""
-
-    def fail(self, path: str, *answers: int | str) -> None:
-        self.plan.setdefault(path, []).extend(answers)
-
-    def handler(self, *args, **kwargs):
-        server = self
-
-        class Handler(SimpleHTTPRequestHandler):
-            def log_message(self, format: str, *a: object) -> None:
-                pass
-
-            def send_response(self, code: int, message: str | None = None) -> None:
-                server.requests.append((self.path, code))
-                super().send_response(code, message)
-
-            def do_GET(self) -> None:
-                todo = server.plan.get(self.path)
-                if todo:
-                    answer = todo.pop(0)
-                    if answer == "drop":
-                        server.requests.append((self.path, 0))
-                        self.close_connection = True
-                        return
-                    self.send_response(int(answer))
-                    if server.retry_after is not None:
-                        self.send_header("Retry-After", server.retry_after)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                super().do_GET()
-
-        return Handler(*args, directory=str(server.root), **kwargs)
-
-
-@contextlib.contextmanager
-def flaky_server(root: Path) -> Iterator[FlakyServer]:
-    srv = FlakyServer(root)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(FlakyServer.handler, srv))
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    srv.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
-        yield srv
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 @pytest.fixture(scope="module")
