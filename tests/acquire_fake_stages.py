@@ -61,3 +61,18 @@ def dying_stage(task: StageTask) -> StageOutcome:
 def secret_leaking_stage(task: StageTask) -> StageOutcome:
     """Fails with a message that carries an API key (as a proxy might echo it)."""
     raise RuntimeError(os.environ["FAKE_ERROR"])
+
+
+def resolving_stage(task: StageTask) -> StageOutcome:
+    """A metadata stage whose video page is `meta["resolves_to"]` (a short link's target)."""
+    _log(task)
+    return StageOutcome(meta={"webpage_url": task.video.meta.get("resolves_to",
+                                                                 task.video.url)})
+
+
+def ruled_stage(task: StageTask) -> StageOutcome:
+    """Like write_stage; as relevance, records the rule it applied (as the real stage does)."""
+    outcome = write_stage(task)
+    if task.stage == "relevance":
+        outcome.detail = {"accepted": True, "reason": "", "rule": task.settings.rule}
+    return outcome

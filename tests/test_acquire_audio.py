@@ -105,8 +105,8 @@ def test_429_then_ok_succeeds(media, tmp_path):
     assert wav_params(out.outputs["wav"])[0] == 16000
 
 
-def test_ffmpeg_failure_reports_its_last_line_and_cleans_up(media, tmp_path):
-    """A file with no audio stream: ffmpeg's complaint reaches the reason; temp files go."""
+def test_ffmpeg_failure_reports_its_error_and_cleans_up(media, tmp_path):
+    """A file ffmpeg cannot read: its complaint reaches the reason; temp files go."""
     s = settings(tmp_path)
     junk = tmp_path / "src" / "noaudio.webm"
     junk.parent.mkdir()
@@ -134,3 +134,54 @@ def test_missing_ffmpeg_says_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(StageError, match=r"ffmpeg is not installed.*apt-get install ffmpeg"):
         run_audio(task("http://127.0.0.1:9/clip.webm", settings(tmp_path)))
+
+
+def _video_only(path: Path) -> Path:
+    import subprocess
+
+    from media_fixtures import FFMPEG
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "color=c=black:s=64x48:d=2", "-an", str(path)], check=True,
+                   capture_output=True)
+    return path
+
+
+def _no_ffprobe(media: Path) -> dict:
+    return {"file": media.name, "container": media.suffix.lstrip("."),
+            "bytes": media.stat().st_size}
+
+
+@pytest.mark.parametrize("ffprobe", [True, False])
+def test_video_without_audio_says_so(tmp_path, monkeypatch, ffprobe):
+    """Not ffmpeg's advice ("To ignore this, add a trailing '?' to the map"): the problem."""
+    if not ffprobe:
+        monkeypatch.setattr(audio, "_probe", _no_ffprobe)
+    s = settings(tmp_path)
+    src = _video_only(tmp_path / "src" / "vonly.mp4")
+    with pytest.raises(StageError) as e:
+        run_audio(task(src.as_uri(), s))
+    assert e.value.reason == "no audio stream in media.mp4" and e.value.retryable is False
+    assert leftovers(s) == [] and not s.path("audio").exists()
+
+
+def test_ffmpeg_error_line_is_the_error_not_the_advice():
+    lines = ["Input #0, matroska,webm, from 'x':", "[matroska @ 0x1] Error parsing header",
+             "Use -h to get help"]
+    assert audio._ffmpeg_error(lines) == "[matroska @ 0x1] Error parsing header"
+    assert audio._ffmpeg_error(["x.webm: Invalid data found", "Conversion failed!"]) == \
+        "x.webm: Invalid data found Conversion failed!"
+    assert audio._ffmpeg_error([]) == ""
+
+
+def test_cut_is_reported_without_ffprobe(media, tmp_path, monkeypatch):
+    """The source's length unknown (no ffprobe, no metadata): a WAV that reached
+    max_duration_s was cut."""
+    monkeypatch.setattr(audio, "_probe", _no_ffprobe)
+    s = settings(tmp_path, max_duration_s=1.0)
+    out = run_audio(task((media / "clip.webm").as_uri(), s, duration=None))
+    assert out.detail["duration_s"] == pytest.approx(1.0, abs=0.02)
+    assert out.detail["cut"] is True and "duration_s" not in out.detail["source"]
+    whole = run_audio(task((media / "clip.webm").as_uri(), settings(tmp_path / "b")))
+    assert whole.detail["cut"] is False

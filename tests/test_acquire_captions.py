@@ -159,3 +159,30 @@ def test_sniffing_and_bad_input():
         parse_captions("{not json", "json3", "c.json3")
     with pytest.raises(InputError, match="not a caption file"):
         parse_captions("<html>hello</html>", None, "page.html")
+
+
+ANNOTATIONS_VTT = """WEBVTT
+
+00:00:00.000 --> 00:00:02.000
+[Music]
+
+00:00:02.000 --> 00:00:03.000
+♪ ♪
+
+00:00:03.000 --> 00:00:04.000
+(laughs)
+
+00:00:04.000 --> 00:00:05.000
+<i>[Applause]</i>
+"""
+
+
+def test_cues_of_sound_annotations_only_are_not_speech():
+    assert parse_vtt(ANNOTATIONS_VTT) == []
+    srt = "1\n00:00:00,000 --> 00:00:02,000\n[MUSIC PLAYING]\n\n2\n00:00:02,000 --> " \
+          "00:00:03,000\n♪\n"
+    assert parse_srt(srt) == []
+    auto = {"events": [{"tStartMs": 0, "dDurationMs": 1000, "segs": [{"utf8": "[Music]"}]}]}
+    assert parse_json3(json.dumps(auto)) == []
+    mixed = ANNOTATIONS_VTT + "\n00:00:05.000 --> 00:00:06.000\n[Music] Step out of the car.\n"
+    assert [s.text for s in parse_vtt(mixed)] == ["[Music] Step out of the car."]

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import wave
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fake_llm_servers import Blocked, Drop, Fail, FakeGeminiServer, Say
 
-from deescalwild.acquire.diarize import run_diarize
-from deescalwild.acquire.diarize.gemini import PROMPT_VERSION
+from deescalwild.acquire.diarize import gemini, run_diarize
+from deescalwild.acquire.diarize.gemini import INLINE_LIMIT, PROMPT_VERSION
 from deescalwild.acquire.formats import read_segments
 from deescalwild.acquire.tasks import Settings, StageError, StageTask, VideoRef
 
@@ -65,9 +67,10 @@ def write_wav(path: Path, seconds: float = SECONDS) -> Path:
     return path
 
 
-def make_task(tmp_path: Path, srv: FakeGeminiServer, **settings) -> StageTask:
+def make_task(tmp_path: Path, srv: FakeGeminiServer, seconds: float = SECONDS,
+              **settings) -> StageTask:
     tmp_path.mkdir(parents=True, exist_ok=True)
-    wav = write_wav(tmp_path / "audio.wav")
+    wav = write_wav(tmp_path / "audio.wav", seconds)
     s = Settings(workdir=str(tmp_path / "work"), out_dir=str(tmp_path / "out"),
                  gemini_base_url=srv.url, backoff_base_s=0.01, max_retries=2,
                  diarize_max_output_tokens=8192, **settings)
@@ -141,6 +144,38 @@ def test_request_carries_inline_audio_schema_and_limits(tmp_path, gem):
     assert {s["threshold"] for s in post.body["safetySettings"]} == {"OFF"}
 
 
+def test_names_are_scrubbed_from_every_voice_not_only_their_own(tmp_path, gem):
+    voices = [
+        {"id": "V1", "role_hint": "police officer", "name": "Officer Bruno",
+         "description": "asks Dana Whitfield for her licence"},
+        {"id": "V2", "role_hint": "civilian, the driver", "name": "Dana Whitfield",
+         "description": "nervous; argues with officer bruno, says WHITFIELD is her name"},
+    ]
+    gem.queue(Say(good(voices=voices)))
+    outcome = run_diarize(make_task(tmp_path, gem))
+    raw = Path(outcome.outputs["json"]).read_text()
+    for name in ("Dana", "Whitfield", "Bruno"):
+        assert name.lower() not in raw.lower()
+    assert outcome.private == {"voices": {"V1": {"name": "Officer Bruno"},
+                                          "V2": {"name": "Dana Whitfield"}}}
+    t = read_segments(outcome.outputs["json"])
+    assert t.voices["V1"].description == "asks civilian for her licence"  # the owner's role
+    assert t.voices["V2"].description == "nervous; argues with officer, says civilian is her name"
+
+
+def test_inline_request_stays_under_the_20_mb_body_limit(tmp_path, gem):
+    """Inline audio travels as base64 (4/3 larger): the largest inline WAV must still make a
+    request body under 20,000,000 bytes."""
+    seconds = (INLINE_LIMIT - 44) / 32000  # a WAV of INLINE_LIMIT bytes (header 44)
+    gem.queue(Say(good()))
+    task = make_task(tmp_path, gem, seconds=seconds)
+    assert Path(task.inputs["audio.wav"]).stat().st_size == pytest.approx(INLINE_LIMIT, abs=2)
+    out = run_diarize(task)
+    assert read_segments(out.outputs["json"]).meta["audio"] == "inline"
+    (post,) = gem.posts()
+    assert len(json.dumps(post.body).encode()) < 20_000_000
+
+
 def test_google_api_key_takes_precedence(tmp_path, gem, monkeypatch):
     monkeypatch.setenv("GOOGLE_API_KEY", "google-var-key-0000")
     gem.queue(Say(good()))
@@ -186,6 +221,14 @@ def test_timeout_is_retried(tmp_path, gem):
     gem.queue(*[Say(good(), delay_s=0.6)] * 3)
     fails(make_task(tmp_path / "again", gem, timeout_s=0.2),
           r"timed out after 0\.2s \(gave up after 3 attempts\)", retryable=True)
+
+
+def test_retry_after_is_capped_at_backoff_cap(tmp_path, gem):
+    gem.queue(Fail(429, "slow down", headers={"Retry-After": "30"}), Say(good()))
+    started = time.monotonic()
+    assert run_diarize(make_task(tmp_path, gem, backoff_cap_s=0.05)).status == "done"
+    assert time.monotonic() - started < 10  # not the 30 s the server asked for
+    assert len(gem.posts()) == 2
 
 
 def test_client_error_is_final_at_once(tmp_path, gem):
@@ -278,3 +321,36 @@ def test_zero_segments(tmp_path, gem):
     blank = [{"start": "00:01", "voice": "V1", "text": "  "}]
     gem.queue(Say(good(segments=blank)))
     fails(make_task(tmp_path, gem), r"no segments")
+
+
+# --- the Files API path (large audio), with a stand-in client ------------------------------
+class _Files:
+    def __init__(self, state: str):
+        self.state, self.deleted, self.gets = state, [], 0
+
+    def _file(self):
+        return SimpleNamespace(name="files/abc", state=self.state, uri="u", error=None)
+
+    def upload(self, file, config):
+        return self._file()
+
+    def get(self, name):
+        self.gets += 1
+        return self._file()
+
+    def delete(self, name):
+        self.deleted.append(name)
+
+
+@pytest.mark.parametrize("state, retryable", [("PROCESSING", True), ("FAILED", False)])
+def test_upload_not_active_after_the_wait(tmp_path, gem, monkeypatch, state, retryable):
+    files = _Files(state)
+    monkeypatch.setattr(gemini, "INLINE_LIMIT", 0)
+    monkeypatch.setattr(gemini, "UPLOAD_POLL_S", 0.01)
+    monkeypatch.setattr(gemini, "_client", lambda settings, key: SimpleNamespace(
+        files=files, close=lambda: None))
+    err = fails(make_task(tmp_path, gem, timeout_s=0.1),
+                rf"^gemini gemini-2\.5-flash: the uploaded audio is .*{state} after 0\.1s",
+                retryable=retryable)
+    assert "still PROCESSING" in err.reason if retryable else "FAILED" in err.reason
+    assert files.deleted == ["files/abc"] and gem.posts() == []

@@ -8,6 +8,8 @@ import pytest
 
 from deescalwild.acquire.diarize.guards import (
     MIN_BLOCK_REPEATS,
+    MIN_LONG_BLOCK_REPEATS,
+    MIN_LONG_LOOP_REPEATS,
     GuardError,
     json_object,
     parse_timestamp,
@@ -142,3 +144,39 @@ def test_repetition_reports_the_segment():
     texts = ["Hello officer.", "What seems to be the problem " * 20]
     assert repetition(texts).startswith("segment 1 loops")
     assert repetition(["Hi.", "Stop! Stop! Stop!", "Okay."]) is None
+
+
+LONG = "I need you to step out of the vehicle right now and put both your hands up. "  # 17 words
+NINE = "Drop the knife and get down on the ground! "  # 9 words
+
+
+def test_long_sentence_loops():
+    assert len(LONG.split()) == 17 and len(NINE.split()) == 9
+    found = repetition([LONG * 50])
+    assert found is not None and "segment 0 loops" in found and "x50" in found
+    assert word_loop(LONG * MIN_LONG_LOOP_REPEATS) is not None
+    assert word_loop(LONG * (MIN_LONG_LOOP_REPEATS - 1)) is None
+    # people repeat themselves, not like that
+    assert repetition([LONG * 2]) is None
+    assert repetition(["Hey! " + NINE * 4 + "Now!"]) is None
+    assert repetition([NINE * 11]) is None  # a short sentence keeps the short rule's count
+    assert repetition([NINE * 12]) is not None
+
+
+def test_long_exchange_loops():
+    block = ["Sir, step out of the car.", "Why?", "Because I said so.", "I did nothing.",
+             "Step out now."]
+    found = repetition(block * 20)
+    assert found is not None and "segments 0-99" in found and "x20" in found
+    assert repeated_block(["Hello."] + block * MIN_LONG_BLOCK_REPEATS) is not None
+    assert repeated_block(block * (MIN_LONG_BLOCK_REPEATS - 1)) is None
+    assert repeated_block(block * 2) is None
+
+
+def test_short_lines_do_not_slip_under_the_long_block_count():
+    """"No." / "Stop." alternating is a two-line block of short lines (30 repeats needed),
+    even though two of them make a four-segment block of four words (10 needed) and three a
+    six-segment block of six words (5 needed)."""
+    assert repeated_block(["No.", "Stop."] * 15) is None
+    assert repeated_block(["No.", "Stop."] * 29) is None
+    assert "'no / stop' x30" in repeated_block(["No.", "Stop."] * 30)

@@ -13,7 +13,13 @@ from fake_llm_servers import Fail, FakeOpenAIServer, Say
 from deescalwild.acquire.diarize import attribution, run_diarize
 from deescalwild.acquire.diarize.attribution import SYSTEM, parse_attribution, windows
 from deescalwild.acquire.diarize.guards import GuardError
-from deescalwild.acquire.diarize.voices import VoiceHint, resolve_voices, scrub_name, voice_labels
+from deescalwild.acquire.diarize.voices import (
+    VoiceHint,
+    resolve_voices,
+    scrub_name,
+    scrub_names,
+    voice_labels,
+)
 from deescalwild.acquire.formats import Segment, Transcript, Word, read_segments, write_segments
 from deescalwild.acquire.tasks import Settings, StageError, StageTask, VideoRef
 
@@ -167,6 +173,24 @@ def test_responder_failure_is_recorded(tmp_path, oai):
     assert info.value.retryable is False
 
 
+def test_retryable_depends_on_the_last_failure_only(tmp_path, oai):
+    # a 503, then a 400: the responder gave up after two attempts, but on a final error
+    oai.queue(Fail(503, "busy"), Fail(400, "bad request"))
+    with pytest.raises(StageError, match=r"HTTP 400.*gave up after 2 attempts") as info:
+        run_diarize(make_task(tmp_path, f"openai:{oai.url}#fake-model", max_retries=1))
+    assert info.value.retryable is False
+    # a 400 whose message mentions a timeout is still a 400
+    oai.queue(Fail(400, "upstream timed out; connection failed"))
+    with pytest.raises(StageError, match="HTTP 400") as info:
+        run_diarize(make_task(tmp_path / "b", f"openai:{oai.url}#fake-model", max_retries=0))
+    assert info.value.retryable is False
+    # 503 after 503: retryable
+    oai.queue(Fail(503, "busy"), Fail(503, "busy"))
+    with pytest.raises(StageError, match=r"HTTP 503.*gave up after 2 attempts") as info:
+        run_diarize(make_task(tmp_path / "c", f"openai:{oai.url}#fake-model", max_retries=1))
+    assert info.value.retryable is True
+
+
 def test_missing_spec_input_and_empty_transcript(tmp_path):
     with pytest.raises(StageError, match="pass --attribution SPEC"):
         run_diarize(make_task(tmp_path, None))
@@ -210,10 +234,37 @@ def test_voice_labels():
 def test_scrub_name():
     assert scrub_name("Officer Bruno, calm; Bruno asks questions", "Officer Bruno",
                       "officer") == "officer, calm; officer asks questions"
-    # single words only when capitalised: "will" is not the name "Will Smith"
-    assert scrub_name("says he will comply; Will is calm", "Will Smith", "civilian") \
-        == "says he will comply; civilian is calm"
+    # case-insensitive: a name must not survive in lower case; a name that is also a word
+    # costs that word (privacy over prose)
+    assert scrub_name("says smith will comply; WILL is calm", "Will Smith", "civilian") \
+        == "says civilian civilian comply; civilian is calm"
     assert scrub_name("deep voice", "", "x") == "deep voice"
+    assert scrub_name("the officer waits", "Officer", "officer") == "the officer waits"
+    assert scrub_name("Al's phone", "Al", "bystander") == "bystander's phone"
+    assert scrub_name("Jane and Mary-Jane", "Mary-Jane Watts", "civilian") \
+        == "civilian and civilian"
+    assert scrub_name("Brunoesque", "Bruno", "officer") == "Brunoesque"  # word-bounded
+
+
+def test_scrub_names_uses_each_owners_role_and_never_rescrubs():
+    owners = {"Officer Bruno": "officer", "Dana Whitfield": "civilian", "Civ": "bystander"}
+    assert scrub_names("Bruno asks dana whitfield, then Whitfield, to wait", owners) \
+        == "officer asks civilian, then civilian, to wait"
+    assert scrub_names("", owners) == ""
+
+
+def test_resolve_voices_scrubs_other_voices_names():
+    segs = [Segment(0.0, 1.0, "Licence please.", "V1"), Segment(1.0, 2.0, "Why?", "V2")]
+    voices, names = resolve_voices(
+        VideoRef("v", "u", None, {}),
+        [VoiceHint("V1", "police officer", "Officer Bruno", "asks Dana Whitfield for her licence"),
+         VoiceHint("V2", "civilian", "Dana Whitfield", "answers Officer Bruno"),
+         VoiceHint("V3", "bystander", "", "films Dana")], segs, "gemini")
+    dumped = json.dumps({k: v.to_dict() for k, v in voices.items()})
+    assert not any(n in dumped for n in ("Dana", "Whitfield", "Bruno"))
+    assert voices["V1"].description == "asks civilian for her licence"
+    assert voices["V3"].description == "films civilian"
+    assert names == {"V1": {"name": "Officer Bruno"}, "V2": {"name": "Dana Whitfield"}}
 
 
 def test_roles_from_titles_and_text_when_no_hint():

@@ -203,6 +203,17 @@ def test_parse_reply_is_strict_about_names_and_values():
     assert ev == {"id_request_event": "License / and registration"}
 
 
+def test_a_feature_given_twice_is_invalid_not_last_wins():
+    body = json.dumps({n: False for n in FEATURE_NAMES})[:-1]
+    with pytest.raises(ValueError, match="feature no_police_presence given twice"):
+        parse_reply('{"features": ' + body + ', "no_police_presence": true}}')
+    with pytest.raises(ValueError, match='"features" given twice'):
+        parse_reply('{"features": ' + body + '}, "features": ' + body + '}}')
+    # a repeated evidence quote is informational only: the reply stays valid
+    feats, ev = parse_reply('{"features": ' + body + '}, "evidence": {"x": "a", "x": "b"}}')
+    assert not any(feats.values()) and ev == {}
+
+
 # --- the responder failing ----------------------------------------------------------------
 def test_429_then_ok_is_retried_inside_the_request(tmp_path, srv):
     srv.queue(Fail(429, "slow down"), Say(GOOD))
@@ -227,6 +238,52 @@ def test_server_errors_fail_retryably_and_refusals_do_not(tmp_path, srv):
 
 
 # --- the cache ----------------------------------------------------------------------------
+class _DriftingResponder:
+    """settings() as a local backend reports them: runtime state that changes while a worker
+    runs (trim counters, the system role resolved on load, threads, package versions)."""
+
+    def __init__(self):
+        self.calls = 0
+        self.options = judge_mod.JUDGE_DEFAULTS  # not a pydantic model: no model_dump
+
+    def settings(self):
+        self.calls += 1
+        return {"backend": "hf", "arg": "tiny", "model": "tiny", "adapter": None,
+                "temperature": 0.0, "max_new_tokens": 2048, "load_in_4bit": False,
+                "timeout": 30.0, "system_role": "auto" if self.calls == 1 else True,
+                "trimmed": {"requests": self.calls, "messages": 2 * self.calls},
+                "n_threads": self.calls, "versions": {"torch": f"2.{self.calls}"}}
+
+
+def test_cache_key_ignores_runtime_state_of_the_responder():
+    r = _DriftingResponder()
+    first, second = judge_mod.judge_settings(r), judge_mod.judge_settings(r)
+    assert first == second
+    assert first["temperature"] == 0.0 and first["model"] == "tiny"
+    assert not {"trimmed", "n_threads", "versions", "timeout"} & first.keys()
+    assert judge_mod.cache_key("hf:tiny", first, "t") == judge_mod.cache_key("hf:tiny", second,
+                                                                             "t")
+
+
+def test_cache_key_of_a_real_hf_responder_is_stable_across_load_and_trims(tmp_path):
+    pytest.importorskip("torch")
+    from deescalwild.responders.hf import HFResponder
+
+    model = tmp_path / "model"  # never loaded: a folder with config.json is enough to build
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    r = HFResponder(str(model))
+    before = judge_mod.judge_settings(r)
+    r._system_role = True  # what loading the model sets
+    r.trimmed_requests, r.trimmed_messages = 3, 5  # what trimming long prompts counts
+    after = judge_mod.judge_settings(r)
+    assert before == after and before["system_role"] == "auto"
+    assert judge_mod.cache_key("hf:x", before, "t") == judge_mod.cache_key("hf:x", after, "t")
+    # what does fix the answers still does
+    hot = HFResponder(str(model), HFResponder.Options(temperature=0.7))
+    assert judge_mod.judge_settings(hot) != before
+
+
 def test_cache_hit_makes_no_request_and_a_new_rule_reuses_it(tmp_path, srv):
     srv.queue(Say(GOOD))
     s = make_settings(tmp_path, srv)

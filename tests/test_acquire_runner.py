@@ -320,3 +320,46 @@ def test_kill_9_mid_stage_then_rerun_finishes_without_redoing_or_duplicating(tmp
     interrupted = [r for r in m.runs() if r["status"] == "interrupted"]
     assert len(interrupted) == 1
     m.close()
+
+
+def test_a_short_link_that_resolves_to_a_known_video_is_its_duplicate(tmp_path):
+    m = Manifest(tmp_path / "m.db")
+    page = "https://www.tiktok.com/@cops/video/7234567890123456789"
+    m.add_video(NewVideo("url_0123456789ab", "https://vm.tiktok.com/ZMabc/", None, "t:1",
+                         {"title": "a", "resolves_to": page + "?is_from_webapp=1"}))
+    m.add_video(NewVideo("tiktok_7234567890123456789", page, "tiktok", "t:2", {"title": "b"}))
+    m.add_video(NewVideo("url_fedcba987654", "https://fb.watch/xyz/", None, "t:3",
+                         {"title": "c", "resolves_to": "https://example.org/clip"}))
+    fs = fns(metadata="resolving_stage")
+    run_stages(m, settings(tmp_path), executor="inline", functions=fs, provenance={})
+    short = m.stages_of("url_0123456789ab")
+    assert short["metadata"].status == "skipped"
+    assert short["metadata"].last_error == "duplicate of tiktok_7234567890123456789"
+    assert {short[s].status for s in STAGES[1:]} == {"skipped"}  # never exported twice
+    assert set(statuses(m, "tiktok_7234567890123456789").values()) == {"done"}
+    # a short link to a page not in the manifest: its page becomes an alias
+    assert set(statuses(m, "url_fedcba987654").values()) == {"done"}
+    assert m.video_for_url("https://example.org/clip") == "url_fedcba987654"
+
+
+def test_a_new_rule_rejudges_from_the_cache_and_redoes_the_export(tmp_path):
+    m = manifest_with(tmp_path, ["a"])
+    run_stages(m, settings(tmp_path), executor="inline", functions=fns("ruled_stage"),
+               provenance={})
+    assert m.stages_of("generic_v0")["relevance"].detail["rule"] == settings(tmp_path).rule
+    run_stages(m, settings(tmp_path, rule="police >= 1"), executor="inline",
+               functions=fns("ruled_stage"), provenance={})
+    c = calls(tmp_path)
+    assert c["relevance generic_v0"] == 2 and c["export generic_v0"] == 2
+    assert c["diarize generic_v0"] == 1
+    assert m.stages_of("generic_v0")["relevance"].detail["rule"] == "police >= 1"
+
+
+def test_failures_record_whether_they_are_retryable(tmp_path):
+    m = manifest_with(tmp_path, ["bad", "ok"])
+    run_stages(m, settings(tmp_path), stages=["metadata"], executor="inline",
+               functions=fns(metadata="flaky_stage"), provenance={})
+    assert m.stages_of("generic_v0")["metadata"].retryable is True
+    run_stages(m, settings(tmp_path), stages=["audio"], executor="inline",
+               functions=fns(audio="crashing_stage"), provenance={})
+    assert m.stages_of("generic_v1")["audio"].retryable is False

@@ -31,6 +31,11 @@ KEYS = [
     ("https://youtube.com/live/cZAxcoimdPg?feature=shared", "youtube_cZAxcoimdPg", YT),
     ("https://www.youtube.com/watch?v=a-b_c1234_Z#comments", "youtube_a-b_c1234_Z",
      "https://www.youtube.com/watch?v=a-b_c1234_Z"),
+    # a malformed but common short link: parameters joined with & instead of ?
+    ("https://youtu.be/cZAxcoimdPg&t=10", "youtube_cZAxcoimdPg", YT),
+    ("https://youtu.be/cZAxcoimdPg#t=10", "youtube_cZAxcoimdPg", YT),
+    ("https://youtu.be/cZAxcoimdPg/", "youtube_cZAxcoimdPg", YT),
+    ("https://www.youtube.com/shorts/cZAxcoimdPg&feature=share", "youtube_cZAxcoimdPg", YT),
     # TikTok: tracking (is_from_webapp, sender_device, t) dropped
     ("https://www.tiktok.com/@cop.cam/video/7312345678901234567?is_from_webapp=1"
      "&sender_device=pc&t=99", "tiktok_7312345678901234567",
@@ -156,6 +161,29 @@ def test_csv_without_header_or_url_named_column(tmp_path):
     odd = tmp_path / "odd.csv"
     odd.write_text("name,where\nA,https://youtu.be/cZAxcoimdPg\n")
     assert [v.id for v in read_list(odd).entries] == ["youtube_cZAxcoimdPg"]
+
+
+def test_url_column_prefers_a_column_of_urls_and_stronger_names(tmp_path):
+    path = tmp_path / "l.csv"
+    # "Video" holds titles, "Link" the URLs
+    path.write_text("Video,Link,Duration\nTraffic stop in Ohio,https://youtu.be/cZAxcoimdPg,"
+                    "12:34\nArrest,https://www.youtube.com/watch?v=aaaaaaaaaaa,1:00\n")
+    read = read_list(path)
+    assert read.url_column == "Link" and read.problems == []
+    assert [v.id for v in read.entries] == ["youtube_cZAxcoimdPg", "youtube_aaaaaaaaaaa"]
+    # both named like URL columns: the stronger name wins over "Video"
+    path.write_text("Video,Video URL\nclip1.mp4,https://youtu.be/cZAxcoimdPg\n")
+    assert read_list(path).url_column == "Video URL"
+    # a strong name whose cells are not URLs loses to a weaker one whose cells are
+    path.write_text("URL,Video\nsee below,https://youtu.be/cZAxcoimdPg\n")
+    assert read_list(path).url_column == "Video"
+    # "Video" of titles next to an unnamed column of URLs: the URLs
+    path.write_text("Video,where\nStop,https://youtu.be/cZAxcoimdPg\n")
+    assert read_list(path).url_column == "where"
+    # no column holds URLs: the strongest name, its rows reported
+    path.write_text("Video,Link\nStop,nowhere\n")
+    read = read_list(path)
+    assert read.url_column == "Link" and read.entries == [] and len(read.problems) == 1
 
 
 def test_quoted_multiline_cells_keep_line_numbers(tmp_path):

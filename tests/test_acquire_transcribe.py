@@ -144,6 +144,10 @@ def test_captions_missing_empty_or_unreachable(tmp_path):
         make_page(root, "clip.webm", "WEBVTT\n\n")
         out = run_transcribe(task(s, f"{base}/watch.html"))
         assert out.status == "skipped" and out.error == "no speech found"
+        make_page(root, "clip.webm", "WEBVTT\n\n00:00.000 --> 00:02.000\n[Music]\n\n"
+                  "00:02.000 --> 00:03.000\n\u266a (laughs) \u266a\n")
+        out = run_transcribe(task(s, f"{base}/watch.html"))
+        assert out.status == "skipped" and out.error == "no speech found"
         (root / "clip.en.vtt").unlink()
         with pytest.raises(StageError, match="HTTP Error 404") as e:
             run_transcribe(task(s, f"{base}/watch.html"))

@@ -126,3 +126,90 @@ def test_classify_and_reason_on_yt_dlp_messages():
     assert "please report" in str(bug)
     assert ytdlp.reason(bug) == "Unable to extract title"
     assert ytdlp.reason(err("[generic] x: boom\nsecond line")) == "[generic] x: boom second line"
+
+
+YOUTUBE_THROTTLE = (
+    "Video unavailable. This content isn't available, try again later. The current session has "
+    "been rate-limited by YouTube for up to an hour. It is recommended to use `-t sleep`")
+
+
+def _throttled():
+    """YouTube's session throttle as yt-dlp raises it: an `expected` ExtractorError, no HTTP
+    status, wrapped in a DownloadError."""
+    import sys
+
+    from yt_dlp.utils import DownloadError, ExtractorError
+
+    try:
+        raise ExtractorError(YOUTUBE_THROTTLE, expected=True, video_id="abc")
+    except ExtractorError:
+        return DownloadError("ERROR: [youtube] abc: " + YOUTUBE_THROTTLE, sys.exc_info())
+
+
+def test_youtube_rate_limit_is_retried_slowly_then_fails_retryable(tmp_path):
+    from yt_dlp.utils import DownloadError
+
+    assert ytdlp.classify(_throttled()).retry
+    for text in ("Too Many Requests", "rate limit exceeded", "please try again later"):
+        assert ytdlp.classify(DownloadError(f"ERROR: [x] y: {text}")).retry, text
+    s = settings(tmp_path, max_retries=2, backoff_cap_s=30.0)
+    slept: list[float] = []
+    calls: list[int] = []
+
+    def call():
+        calls.append(1)
+        raise _throttled()
+
+    with pytest.raises(StageError) as e:
+        ytdlp._retrying(call, s, "https://www.youtube.com/watch?v=abc", slept.append)
+    assert len(calls) == 3 and slept == [30.0, 30.0]  # the longest wait, not a second or two
+    assert e.value.retryable is True
+    assert e.value.reason.startswith("rate-limited, try again later: ")
+    assert "after 3 attempts" in e.value.reason
+
+
+def test_certificate_errors_are_final():
+    import sys
+
+    from yt_dlp.networking.exceptions import CertificateVerifyError, SSLError
+    from yt_dlp.utils import DownloadError
+
+    cert = CertificateVerifyError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    assert not ytdlp.classify(cert).retry
+    try:
+        raise cert
+    except CertificateVerifyError:
+        wrapped = DownloadError("ERROR: Unable to download webpage: certificate verify failed",
+                                sys.exc_info())
+    assert not ytdlp.classify(wrapped).retry
+    assert ytdlp.classify(SSLError("EOF occurred in violation of protocol")).retry
+
+
+def test_fetch_sends_the_tracks_http_headers(tmp_path):
+    import http.server
+    import threading
+
+    seen: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("X-Caption-Token"))
+            self.send_response(200)
+            self.send_header("Content-Length", "6")
+            self.end_headers()
+            self.wfile.write(b"WEBVTT")
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/c.vtt"
+        assert ytdlp.fetch(url, settings(tmp_path), headers={"X-Caption-Token": "t1"}) \
+            == b"WEBVTT"
+        assert ytdlp.fetch(url, settings(tmp_path)) == b"WEBVTT"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert seen == ["t1", None]

@@ -48,6 +48,9 @@ def run_audio(task: StageTask) -> StageOutcome:
     try:
         media = ytdlp.download(task.video.url, s, tmp)
         source = _probe(media)
+        if source.get("audio_streams") == 0:
+            raise StageError(f"no audio stream in {media.name}")
+        source.pop("audio_streams", None)
         part = tmp / "audio.wav"
         to_wav(media, part, s.max_duration_s, ffmpeg=ffmpeg)
         seconds = wav_duration(part)
@@ -63,7 +66,10 @@ def run_audio(task: StageTask) -> StageOutcome:
     detail: dict[str, Any] = {
         "duration_s": round(seconds, 3), "bytes": out.stat().st_size,
         "sample_rate": SAMPLE_RATE, "channels": 1,
-        "cut": bool(src_seconds is not None and src_seconds > s.max_duration_s + 0.05),
+        # cut: the WAV reached the limit (whatever ffprobe said, or when it could not say),
+        # or the source is known to be longer
+        "cut": bool(seconds >= s.max_duration_s - 0.05
+                    or (src_seconds is not None and src_seconds > s.max_duration_s + 0.05)),
         "source": source}
     return StageOutcome(outputs={"wav": str(out)}, detail=detail)
 
@@ -71,8 +77,8 @@ def run_audio(task: StageTask) -> StageOutcome:
 def to_wav(src: str | Path, dest: str | Path, max_duration_s: float | None = None, *,
            ffmpeg: str | None = None) -> Path:
     """Convert the first audio stream of `src` to 16 kHz mono PCM s16le WAV at `dest` (not
-    atomic: `dest` is a temporary name of the caller's). `StageError` with ffmpeg's last line
-    when it fails."""
+    atomic: `dest` is a temporary name of the caller's). `StageError` when it fails: "no audio
+    stream in <name>" when `src` has none, else ffmpeg's first error line (or its last two)."""
     ffmpeg = ffmpeg or _ffmpeg()
     cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(src),
            "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le",
@@ -83,9 +89,18 @@ def to_wav(src: str | Path, dest: str | Path, max_duration_s: float | None = Non
     proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
     if proc.returncode != 0:
         lines = [x.strip() for x in proc.stderr.splitlines() if x.strip()]
-        last = lines[-1] if lines else f"exit status {proc.returncode}"
-        raise StageError(f"ffmpeg could not convert {Path(src).name}: {last}")
+        if any("matches no streams" in x for x in lines):  # our `-map 0:a:0`
+            raise StageError(f"no audio stream in {Path(src).name}")
+        raise StageError(f"ffmpeg could not convert {Path(src).name}: "
+                         f"{_ffmpeg_error(lines) or f'exit status {proc.returncode}'}")
     return Path(dest)
+
+
+def _ffmpeg_error(lines: list[str]) -> str:
+    """What went wrong, from ffmpeg's stderr lines: the first that says "error", else the last
+    two (its last line alone is often advice, not the problem)."""
+    first = next((x for x in lines if "error" in x.lower()), None)
+    return first if first is not None else " ".join(lines[-2:])
 
 
 def wav_duration(path: str | Path) -> float:
@@ -105,7 +120,7 @@ def _ffmpeg() -> str:
 
 def _probe(media: Path) -> dict[str, Any]:
     """What was downloaded: container, audio codec, bytes, seconds (ffprobe; what it cannot
-    tell is left out)."""
+    tell is left out). `audio_streams` is 0 when ffprobe read the file and found no audio."""
     info: dict[str, Any] = {"file": media.name, "container": media.suffix.lstrip("."),
                             "bytes": media.stat().st_size}
     ffprobe = shutil.which("ffprobe")
@@ -119,6 +134,8 @@ def _probe(media: Path) -> dict[str, Any]:
                                          check=True).stdout)
         stream = (data.get("streams") or [{}])[0]
         fmt = data.get("format") or {}
+        if fmt and not data.get("streams"):
+            info["audio_streams"] = 0
         info.update({"format": fmt.get("format_name"), "codec": stream.get("codec_name"),
                      "sample_rate": _int(stream.get("sample_rate")),
                      "channels": stream.get("channels")})

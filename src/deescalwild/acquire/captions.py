@@ -9,7 +9,10 @@ itself:
   and a 10 ms cue repeats the finished line. Such files are recognised (most cues start with the
   previous cue's last line) and each line is kept once, timed by the cue that introduced it;
 - their inline timestamps (`word<00:00:01.240><c> next</c>`) become word timings; captions
-  without them give segments without words.
+  without them give segments without words;
+- cues that only annotate sound (`[Music]`, `[Applause]`, `♪`, `(laughs)`) are dropped: they are
+  not speech, and a track made only of them gives no segments. Annotations within spoken text
+  are kept as they are.
 
 Pure functions over text: the transcribe stage downloads the file, these only read it.
 """
@@ -25,13 +28,15 @@ import orjson
 from deescalwild.acquire.formats import Segment, Word
 from deescalwild.errors import InputError
 
-__all__ = ["parse_captions", "parse_json3", "parse_srt", "parse_vtt"]
+__all__ = ["is_annotation", "parse_captions", "parse_json3", "parse_srt", "parse_vtt"]
 
 _TIME = r"(?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3}"
 _TIMING = re.compile(rf"^\s*({_TIME})\s*-->\s*({_TIME})")
 _INLINE_TIME = re.compile(rf"<({_TIME})>")
 _TAG = re.compile(r"</?[A-Za-z][^>]*>|</?\d[^>]*>|\{\\[^}]*\}")
 _ROLLING_SHARE = 0.5  # share of cues that repeat the previous line: automatic captions
+# sound annotations: [Music], (laughs), music notes; a cue of nothing else is not speech
+_ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)|[\u2669-\u266f]")
 
 
 @dataclass
@@ -64,7 +69,7 @@ def parse_vtt(text: str, name: str | None = None) -> list[Segment]:
     lines = _lines(text)
     if not lines or not lines[0].lstrip("\ufeff").startswith("WEBVTT"):
         raise InputError(name, 1, "expected a WebVTT file starting with 'WEBVTT'")
-    return _segments(_cues(lines, name))
+    return _speech(_segments(_cues(lines, name)))
 
 
 def parse_srt(text: str, name: str | None = None) -> list[Segment]:
@@ -72,7 +77,7 @@ def parse_srt(text: str, name: str | None = None) -> list[Segment]:
     lines = _lines(text)
     if lines and lines[0].startswith("\ufeff"):
         lines[0] = lines[0][1:]
-    return _segments(_cues(lines, name))
+    return _speech(_segments(_cues(lines, name)))
 
 
 def parse_json3(text: str, name: str | None = None) -> list[Segment]:
@@ -111,7 +116,18 @@ def parse_json3(text: str, name: str | None = None) -> list[Segment]:
         text_ = " ".join(" ".join(p for _, p in pieces).split())
         if text_:
             out.append(Segment(round(start, 3), round(end, 3), text_, words=words))
-    return out
+    return _speech(out)
+
+
+def _speech(segments: list[Segment]) -> list[Segment]:
+    """The segments that hold more than sound annotations."""
+    return [s for s in segments if not is_annotation(s.text)]
+
+
+def is_annotation(text: str) -> bool:
+    """Is this caption text only sound annotations (`[Music]`, `(laughs)`, `♪ ♪`) and
+    punctuation, no words?"""
+    return not any(c.isalnum() for c in _ANNOTATION.sub(" ", text))
 
 
 def _lines(text: str) -> list[str]:

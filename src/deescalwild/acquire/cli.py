@@ -122,7 +122,8 @@ def status_cmd(manifest_path: Path, as_json: bool, show_failed: bool) -> None:
     if as_json:
         if show_failed:
             status["failed"] = [{"id": r.video_id, "stage": r.stage, "attempts": r.attempts,
-                                 "error": r.last_error} for r in failed]
+                                 "retryable": r.retryable, "error": r.last_error}
+                                for r in failed]
         click.echo(json.dumps(status, indent=2))
         return
     table = Table(title=f"{status['videos']:,} videos", box=None)
@@ -135,7 +136,9 @@ def status_cmd(manifest_path: Path, as_json: bool, show_failed: bool) -> None:
     console = _console(stderr=False)
     console.print(table)
     for r in failed:
-        console.print(f"[red]{r.stage}[/] {r.video_id} (attempt {r.attempts}): {r.last_error}")
+        kind = "retryable" if r.retryable else "needs a change"
+        console.print(f"[red]{r.stage}[/] {r.video_id} (attempt {r.attempts}, {kind}): "
+                      f"{r.last_error}")
 
 
 @acquire_group.command("retry")
@@ -250,8 +253,7 @@ def run_cmd(manifest_path: Path, workdir: Path | None, out_dir: Path | None,
                                  progress=progress, command=command)
         _print_run(console, summary.to_dict())
         if "relevance" in stages:
-            paths = write_relevance_report(manifest, report_dir or base / "acquire-report",
-                                           rule=rule)
+            paths = write_relevance_report(manifest, report_dir or base / "acquire-report")
             console.print("relevance report: " + ", ".join(str(p) for p in paths))
 
 

@@ -63,8 +63,13 @@ def _m001_initial(db: sqlite3.Connection) -> None:
         provenance TEXT NOT NULL, counts TEXT)""")
 
 
+def _m002_retryable(db: sqlite3.Connection) -> None:
+    """Whether a failure may go away by itself (429, 5xx, timeouts) or needs a change."""
+    db.execute("ALTER TABLE stages ADD COLUMN retryable INTEGER NOT NULL DEFAULT 0")
+
+
 # Append only: never edit a migration that has shipped; add the next one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_retryable]
 
 
 class ManifestBusy(DeescalwildError):
@@ -108,6 +113,7 @@ class StageRow:
     started_at: float | None = None
     finished_at: float | None = None
     seconds: float | None = None
+    retryable: bool = False  # for a failure: 429/5xx/timeouts, may succeed unchanged
 
 
 def _dumps(obj: Any) -> str:
@@ -252,6 +258,14 @@ class Manifest:
             row = self.db.execute("SELECT video_id FROM aliases WHERE url = ?", (url,)).fetchone()
         return row[0] if row else None
 
+    def add_alias(self, url: str, video_id: str) -> str:
+        """Record `url` as naming `video_id`; returns the video it names (an earlier one when
+        the URL was already known)."""
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO aliases (url, video_id) VALUES (?, ?)",
+                       (url, video_id))
+            return db.execute("SELECT video_id FROM aliases WHERE url = ?", (url,)).fetchone()[0]
+
     def update_meta(self, video_id: str, meta: dict[str, Any]) -> None:
         """Merge `meta` into the video's metadata (new values win)."""
         with self.transaction() as db:
@@ -267,12 +281,12 @@ class Manifest:
 
     # --- stages ---------------------------------------------------------------------------
     _STAGE_COLS = ("video_id, stage, status, attempts, last_error, outputs, detail, private, "
-                   "run_id, started_at, finished_at, seconds")
+                   "run_id, started_at, finished_at, seconds, retryable")
 
     @staticmethod
     def _stage_row(r: Sequence[Any]) -> StageRow:
         return StageRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), json.loads(r[6]),
-                        json.loads(r[7]), r[8], r[9], r[10], r[11])
+                        json.loads(r[7]), r[8], r[9], r[10], r[11], bool(r[12]))
 
     def stages_of(self, video_id: str) -> dict[str, StageRow]:
         with self._lock:
@@ -323,11 +337,11 @@ class Manifest:
                    for name, path in outcome.outputs.items()}
         with self.transaction() as db:
             db.execute("UPDATE stages SET status = ?, last_error = ?, outputs = ?, detail = ?, "
-                       "private = ?, finished_at = ?, seconds = ? "
+                       "private = ?, finished_at = ?, seconds = ?, retryable = ? "
                        "WHERE video_id = ? AND stage = ?",
                        (outcome.status, outcome.error, _dumps(outputs), _dumps(outcome.detail),
                         _dumps(outcome.private), time.time(), round(outcome.seconds, 3),
-                        video_id, stage))
+                        int(outcome.status == "failed" and outcome.retryable), video_id, stage))
             self._merge_meta(db, video_id, outcome.meta)
 
     def reset_interrupted(self) -> int:

@@ -48,15 +48,20 @@ def write_relevance_report(manifest: Manifest, out_dir: str | Path,
     rows = relevance_rows(manifest)
     if rule is not None:
         rows = rescore(rows, rule, load)
-    report = build_report(rows, rule or _run_rule(manifest), load)
+    report = build_report(rows, rule or _stored_rule(rows), load)
     report["manifest"] = str(manifest.path)
     return write_report(report, out_dir)
 
 
-def _run_rule(manifest: Manifest) -> str:
-    """The rule of the latest run that had one (the verdicts stored were made with it)."""
-    for run in reversed(manifest.runs()):
-        rule = (run.get("settings") or {}).get("rule")
-        if rule:
-            return rule
-    return DEFAULT_RULE
+def _stored_rule(rows: list[dict[str, Any]]) -> str:
+    """The rule the stored verdicts were made with (each relevance detail records it); when
+    verdicts were made under several rules, all of them, most used first."""
+    from collections import Counter
+
+    rules = Counter(r["detail"].get("rule") for r in rows
+                    if r["status"] == "done" and r["detail"].get("rule"))
+    if not rules:
+        return DEFAULT_RULE
+    if len(rules) == 1:
+        return next(iter(rules))
+    return " | ".join(f"{rule} ({n} videos)" for rule, n in rules.most_common())

@@ -152,6 +152,8 @@ class _Loop:
         self.rows: dict[str, dict[str, StageRow]] = {}
         for row in manifest.stage_rows():
             self.rows.setdefault(row.video_id, {})[row.stage] = row
+        if "relevance" in selected:
+            self._rejudge_under_new_rule()
         self.total = sum(1 for per in self.rows.values() for s, r in per.items()
                          if s in selected and r.status == "pending")
         self.finished = 0
@@ -222,6 +224,38 @@ class _Loop:
                     return name
         return None
 
+    def _rejudge_under_new_rule(self) -> None:
+        """Verdicts made under another rule are made again (the judge's features come from
+        the cache; nothing is asked twice), and so is the export that followed them."""
+        for vid, rows in self.rows.items():
+            rel = rows["relevance"]
+            if rel.status != "done" or rel.detail.get("rule") in (None, self.settings.rule):
+                continue
+            why = f"rule changed from {rel.detail['rule']!r}; judged again"
+            for stage in ("relevance", "export"):
+                if rows[stage].status in ("done", "skipped", "failed"):
+                    self.m.set_stage(vid, stage, "pending", error=why)
+                    rows[stage].status, rows[stage].last_error = "pending", why
+
+    def _duplicate_of(self, vid: str, outcome: StageOutcome) -> str | None:
+        """After metadata: the page a short link (vm.tiktok.com, fb.watch, ...) resolved to.
+        When another video of the manifest is that page, this one is its duplicate; otherwise
+        the page's URL becomes an alias, so adding it later is recognised."""
+        from deescalwild.acquire.sources import video_key
+
+        page = outcome.meta.get("webpage_url")
+        if outcome.status != "done" or not isinstance(page, str) or not page:
+            return None
+        try:
+            key, canonical, _ = video_key(page)
+        except (ValueError, TypeError):
+            return None
+        other = key if key != vid and self.m.video(key) is not None else None
+        owner = self.m.add_alias(canonical, other or vid)
+        if other is None and owner != vid:
+            other = owner
+        return other if other != vid else None
+
     def _task(self, vid: str, stage: str, attempt: int) -> StageTask:
         v = self.videos[vid]
         inputs, details = {}, {}
@@ -241,6 +275,11 @@ class _Loop:
         self.in_flight[handle] = (vid, stage)
 
     def _record(self, vid: str, stage: str, outcome: StageOutcome) -> None:
+        if stage == "metadata":
+            other = self._duplicate_of(vid, outcome)
+            if other is not None:  # the later stages cascade as skipped, naming the original
+                outcome.status, outcome.error = "skipped", f"duplicate of {other}"
+                outcome.detail = {**outcome.detail, "duplicate_of": other}
         outcome.outputs = {k: _relative(self.m, v) for k, v in outcome.outputs.items()}
         self.m.record(vid, stage, outcome)
         row = self.rows[vid][stage]

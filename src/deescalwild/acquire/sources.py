@@ -53,7 +53,7 @@ _TRACKING_BY_HOST = {  # short names that mean tracking only on these sites
 
 _YT_ID = r"[A-Za-z0-9_-]{11}"
 _YT_HOSTS = re.compile(r"^(?:(?:www|m|music)\.)?youtube(?:-nocookie)?\.com$")
-_YT_PATH = re.compile(rf"^/(?:shorts|embed|live|v|e)/({_YT_ID})(?:/|$)")
+_YT_PATH = re.compile(rf"^/(?:shorts|embed|live|v|e)/({_YT_ID})(?:[/?&#]|$)")
 _YT_COLLECTION = re.compile(
     r"^/(?:@[^/]+|channel/UC[A-Za-z0-9_-]+|c/[^/]+|user/[^/]+)"
     r"(?:/(?:videos|shorts|streams|playlists|featured|podcasts|releases))?/?$")
@@ -100,7 +100,8 @@ def canonical_url(url: str) -> str:
 
 def _youtube_id(host: str, path: str, query: dict[str, str]) -> str | None:
     if host in ("youtu.be", "www.youtu.be"):
-        m = re.match(rf"^/({_YT_ID})(?:/|$)", path)
+        # `youtu.be/ID&t=10` (parameters joined with & instead of ?) is common: path "/ID&t=10"
+        m = re.match(rf"^/({_YT_ID})(?:[/?&#]|$)", path)
         return m.group(1) if m else None
     if not _YT_HOSTS.match(host):
         return None
@@ -191,7 +192,10 @@ def is_collection(url: str) -> bool:
 # The DeEscalWild list's columns (all of them must be there for it to be recognised).
 DEESCALWILD_COLUMNS = ("id", "Index", "Title", "URL", "Uploader", "Views", "Upload Date",
                        "Duration (sec)", "Description", "Transcript", "channel_name")
-_URL_HEADERS = frozenset({"url", "link", "video url", "href", "video link", "video"})
+# normalised header names of a URL column, strongest first ("video" often holds titles)
+_URL_HEADERS = ("url", "video url", "link", "video link", "href", "video")
+_WEAK_URL_HEADERS = frozenset({"video"})
+_URL_SAMPLE = 50  # non-empty cells looked at to tell whether a column holds URLs
 _META_HEADERS = {  # normalised header -> meta key
     "title": "title", "video title": "title",
     "uploader": "uploader", "author": "uploader",
@@ -307,10 +311,37 @@ def _looks_like_url(text: str) -> bool:
     return bool(re.match(r"^(?:https?|file)://\S+$", text.strip(), re.IGNORECASE))
 
 
+def _holds_urls(data: list[tuple[int, list[str]]], col: int) -> bool:
+    """Whether most of the column's first non-empty cells are http(s) URLs."""
+    cells = [r[col].strip() for _, r in data if col < len(r) and r[col].strip()][:_URL_SAMPLE]
+    return bool(cells) and 2 * sum(map(_looks_like_url, cells)) >= len(cells)
+
+
+def _url_column(normed: list[str], data: list[tuple[int, list[str]]]) -> int | None:
+    """The URL column: a URL-named one holding URLs (stronger names first: url, video url,
+    link, video link, href, then video); else a strongly named one; else the first column
+    with a URL among its first rows; else one named "video"."""
+    named = sorted((_URL_HEADERS.index(h), i) for i, h in enumerate(normed)
+                   if h in _URL_HEADERS)
+    for _, i in named:
+        if _holds_urls(data, i):
+            return i
+    for rank, i in named:
+        if _URL_HEADERS[rank] not in _WEAK_URL_HEADERS:
+            return i
+    width = max(len(r) for _, r in data) if data else 0
+    found = next((i for i in range(width) if any(
+        i < len(r) and _looks_like_url(r[i]) for _, r in data[:_URL_SAMPLE])), None)
+    if found is not None:
+        return found
+    return named[0][1] if named else None
+
+
 def read_list(path: str | Path) -> ListRead:
-    """Read a CSV or XLSX list of videos. The URL column is found by its header (url, link,
-    video_url, "Video URL", href), else as the first column holding URLs; a file without a
-    header row (URLs from the first line) works too. Raises `InputError` only when the whole
+    """Read a CSV or XLSX list of videos. The URL column is found by its header (url,
+    video_url, "Video URL", link, href, video; one whose cells are URLs first, see
+    `_url_column`), else as the first column holding URLs; a file without a header row (URLs
+    from the first line) works too. Raises `InputError` only when the whole
     file is unreadable (not UTF-8, not a workbook, no URL column)."""
     path = Path(path)
     suffix = path.suffix.lower()
@@ -334,11 +365,7 @@ def read_list(path: str | Path) -> ListRead:
         data = rows[1:]
     normed = [_norm(h) for h in header]
     deescalwild = all(c in header for c in DEESCALWILD_COLUMNS)
-    url_col = next((i for i, h in enumerate(normed) if h in _URL_HEADERS), None)
-    if url_col is None:
-        width = max(len(r) for _, r in data) if data else 0
-        url_col = next((i for i in range(width) if any(
-            i < len(r) and _looks_like_url(r[i]) for _, r in data[:50])), None)
+    url_col = _url_column(normed, data)
     if url_col is None:
         raise InputError(path, first_line, "no URL column: expected a header named url, link, "
                          "video_url or href, or a column of http(s) URLs")

@@ -9,7 +9,8 @@ platform's captions.
   (model, device, compute type) for the worker's later tasks.
 - `captions` asks yt-dlp for the video's subtitles: manual ones in `caption_languages` order
   first, then automatic ones, WebVTT preferred; `captions.py` parses them (automatic captions
-  keep their word timings).
+  keep their word timings; cues that only annotate sound, "[Music]", "(laughs)", are dropped).
+  The caption file is fetched with the `http_headers` yt-dlp gives for it.
 
 A transcript without a word is not a success: the stage reports "no speech found" (or "no
 captions in ...") as skipped, so later stages never see an empty file.
@@ -127,7 +128,8 @@ def _captions(task: StageTask) -> StageOutcome:
     language, kind, fmt = chosen
     ext = fmt.get("ext")
     where = fmt.get("url") or f"{task.video.url} ({language} captions)"
-    body = fmt["data"].encode("utf-8") if fmt.get("data") else ytdlp.fetch(fmt["url"], s)
+    body = (fmt["data"].encode("utf-8") if fmt.get("data")
+            else ytdlp.fetch(fmt["url"], s, headers=fmt.get("http_headers")))
     try:
         segments = parse_captions(body.decode("utf-8-sig", errors="replace"), ext, where)
     except InputError as e:

@@ -4,7 +4,9 @@ Every stage that talks to a video site goes through here, so they all share one 
 (quiet, no config or cookie files, the run's timeouts) and one retry policy: rate limits (HTTP
 429), server errors (5xx), timeouts and dropped connections are retried with exponential backoff
 and full jitter (`deescalwild.responders.retry`), honouring `Retry-After` when the server sent
-one; anything else (404, unsupported URL, private video, geo block) fails at once. Failures leave
+one; a throttle message without a status ("rate-limited", "try again later") is retried at the
+longest wait the policy allows; anything else (404, unsupported URL, private video, geo block,
+a TLS certificate that does not verify) fails at once. Failures leave
 as `StageError` with one line of text and no terminal colour codes, ready for the manifest.
 
 yt-dlp is imported inside the functions that call it, so importing this module is cheap.
@@ -13,6 +15,7 @@ yt-dlp is imported inside the functions that call it, so importing this module i
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -40,10 +43,18 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _TRANSIENT_TEXT = re.compile(
     r"HTTP Error (?:408|429|5\d\d)\b|timed out|time-out|connection (?:reset|aborted|refused)"
     r"|remote end closed|incomplete ?read|\bbytes read\b|temporarily unavailable"
-    r"|too many requests", re.IGNORECASE)
+    r"|too many requests|try again later|rate[- ]?limit", re.IGNORECASE)
+# a site throttling us (YouTube: "This content isn't available, try again later. The current
+# session has been rate-limited by YouTube for up to an hour"): retried, but each retry waits as
+# long as the policy allows (`backoff_cap_s`), and the final reason says it was rate-limited
+_RATE_LIMIT_TEXT = re.compile(r"rate[- ]?limit|too many requests|try again later",
+                              re.IGNORECASE)
 _HTTP_STATUS = re.compile(r"HTTP Error (\d{3})\b")
 # yt-dlp's exception classes that mean the network, not the request, failed
 _TRANSPORT_NAMES = frozenset({"TransportError", "IncompleteRead", "ProxyError", "SSLError"})
+# ... except a certificate that does not verify: the same on every try (yt-dlp's
+# CertificateVerifyError is an SSLError; the standard library's is an ssl.SSLError)
+_FINAL_NAMES = frozenset({"CertificateVerifyError", "SSLCertVerificationError"})
 
 
 class _Logger:
@@ -144,14 +155,17 @@ def download(url: str, settings: Settings, dest_dir: str | Path, format: str | N
     return _retrying(call, settings, url, sleep)
 
 
-def fetch(url: str, settings: Settings, *,
+def fetch(url: str, settings: Settings, *, headers: dict[str, str] | None = None,
           sleep: Callable[[float], None] = time.sleep) -> bytes:
     """The body of one URL (a caption file) through yt-dlp's networking, so proxies, file-URL
-    permission and retries are the same as for the media."""
+    permission and retries are the same as for the media. `headers`: the `http_headers` yt-dlp
+    gave with the URL, sent with the request."""
     def call() -> bytes:
         import yt_dlp
+        from yt_dlp.networking import Request
 
-        with yt_dlp.YoutubeDL(ydl_options(settings)) as ydl, ydl.urlopen(url) as resp:
+        req = Request(url, headers={str(k): str(v) for k, v in (headers or {}).items()})
+        with yt_dlp.YoutubeDL(ydl_options(settings)) as ydl, ydl.urlopen(req) as resp:
             return resp.read()
 
     return _retrying(call, settings, url, sleep)
@@ -159,8 +173,10 @@ def fetch(url: str, settings: Settings, *,
 
 def classify(exc: BaseException) -> Verdict:
     """Transient (retry) or final? An HTTP status found along the exception chain decides
-    (429, 408, 5xx retry); else a network-level error retries; else the message's text does
-    ("HTTP Error 503", "timed out", "connection reset"); everything else is final."""
+    (429, 408, 5xx retry); else a certificate that does not verify is final; else a
+    network-level error retries; else the message's text does ("HTTP Error 503", "timed out",
+    "connection reset", "rate-limited", "try again later"); everything else is final. A
+    throttle found only in the text asks for the longest wait the policy allows."""
     if isinstance(exc, StageError):
         return Verdict(exc.retryable)
     for e in _chain(exc):
@@ -169,6 +185,8 @@ def classify(exc: BaseException) -> Verdict:
             headers = getattr(e.response, "headers", None)
             return Verdict(retryable_status(status),
                            parse_retry_after(headers) if retryable_status(status) else None)
+    if any(c.__name__ in _FINAL_NAMES for e in _chain(exc) for c in type(e).__mro__):
+        return Verdict(False)
     for e in _chain(exc):
         if isinstance(e, (ConnectionError, TimeoutError)) or any(
                 c.__name__ in _TRANSPORT_NAMES for c in type(e).__mro__):
@@ -177,6 +195,8 @@ def classify(exc: BaseException) -> Verdict:
     m = _HTTP_STATUS.search(text)
     if m:
         return Verdict(retryable_status(int(m.group(1))))
+    if _RATE_LIMIT_TEXT.search(text):
+        return Verdict(True, math.inf)  # capped at the policy's max_retry_after_s
     return Verdict(bool(_TRANSIENT_TEXT.search(text)))
 
 
@@ -200,7 +220,15 @@ def _retrying(call: Callable[[], Any], settings: Settings, url: str,
             raise cause from None
         retryable = classify(cause).retry
         tries = f" (after {g.attempts} attempts)" if g.attempts > 1 else ""
-        raise StageError(reason(cause) + tries, retryable=retryable) from cause
+        throttled = "rate-limited, try again later: " if retryable and _rate_limited(cause) \
+            else ""
+        raise StageError(throttled + reason(cause) + tries, retryable=retryable) from cause
+
+
+def _rate_limited(exc: BaseException) -> bool:
+    """Did the site refuse for sending too much (HTTP 429, or a throttle message)?"""
+    return any(getattr(e, "status", None) == 429 for e in _chain(exc)) or bool(
+        _RATE_LIMIT_TEXT.search(str(exc)) or "HTTP Error 429" in str(exc))
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

@@ -96,7 +96,10 @@ def responder_for(settings: Settings) -> Responder:
         return _RESPONDERS[key]
 
 
-_TRANSIENT = re.compile(r"gave up after|HTTP (?:408|429|5\d\d)|timed out|connection failed",
+# A responder's error is its last attempt's failure ("HTTP 503: ...", "timed out after 30s",
+# "connection failed: ...") with " (gave up after N attempts)" when it retried; whether a later
+# run may succeed depends on that last failure only (a 400 after a 503 is final).
+_TRANSIENT = re.compile(r"\s*(?:HTTP (?:408|429|5\d\d)\b|timed out\b|connection failed\b)",
                         re.IGNORECASE)
 
 
@@ -113,7 +116,7 @@ def ask(responder: Responder, prompt: str, parse: Callable[[str], T], request_id
                                           seed=0, extra={"system": SYSTEM}))
         if reply.error:
             raise StageError(f"attribution ({responder.spec}): {reply.error}",
-                             retryable=bool(_TRANSIENT.search(reply.error)))
+                             retryable=bool(_TRANSIENT.match(reply.error)))
         try:
             return parse(reply.text), attempt
         except ValueError as e:

@@ -1,11 +1,14 @@
 """`gemini` diarization, the paper's method: the 16 kHz WAV in, a JSON schema out.
 
 One request per video through google-genai: the audio inline (`Part.from_bytes`) when it is
-under `INLINE_LIMIT` bytes, else uploaded through the Files API (and deleted afterwards); JSON
+at most `INLINE_LIMIT` bytes (14 MiB: base64 makes it 4/3 larger and the whole request must stay
+under 20 MB), else uploaded through the Files API (and deleted afterwards); JSON
 mode with `RESPONSE_SCHEMA`, temperature 0, `Settings.diarize_max_output_tokens`. The client is
 built like the `gemini:` responder's (explicit key from GOOGLE_API_KEY then GEMINI_API_KEY, API
 version pinned, SDK retries off); `retry.call_with_retry` retries 429, 5xx, timeouts and dropped
-connections with backoff, after which the failure is retryable.
+connections with backoff (a server's Retry-After is followed, capped at
+`Settings.backoff_cap_s`), after which the failure is retryable. An upload still PROCESSING
+when the wait runs out is retryable too.
 
 What comes back must pass every guard, or the stage fails with the reason (never a success):
 prompt blocked; finish reason other than STOP (MAX_TOKENS = truncated, SAFETY, RECITATION,
@@ -53,7 +56,10 @@ __all__ = ["INLINE_LIMIT", "PROMPT", "PROMPT_VERSION", "RESPONSE_SCHEMA", "diari
            "wav_duration"]
 
 PROMPT_VERSION = "gemini-diarize/1"
-INLINE_LIMIT = 18 * 1024 * 1024  # request bodies are capped at 20 MB, base64 included
+# A request body is capped at 20 MB (20,000,000 bytes) and inline audio travels as base64,
+# 4/3 of its size: 14 MiB of WAV (about 7.6 minutes at 16 kHz mono) is 19,573,420 bytes of
+# base64, leaving ~400 kB for the prompt, the schema and the JSON around them.
+INLINE_LIMIT = 14 * 1024 * 1024
 FINE_FINISH = frozenset({"STOP", "FINISH_REASON_UNSPECIFIED"})
 UPLOAD_POLL_S = 2.0
 
@@ -186,10 +192,14 @@ def _audio_part(client: Any, wav: Path, wait_s: float, retry: dict[str, Any]
     while enum_name(f.state) == "PROCESSING" and time.monotonic() < deadline:
         time.sleep(UPLOAD_POLL_S)
         f = call_with_retry(lambda: client.files.get(name=name), **retry)
-    if enum_name(f.state) != "ACTIVE":
+    state = enum_name(f.state)
+    if state != "ACTIVE":
         with contextlib.suppress(Exception):
             client.files.delete(name=name)
-        raise GuardError(f"the uploaded audio is {enum_name(f.state)} after {wait_s:g}s "
+        if state == "PROCESSING":  # slow, not broken: a later run may find it quicker
+            raise StageError(f"the uploaded audio is still PROCESSING after {wait_s:g}s",
+                             retryable=True)
+        raise GuardError(f"the uploaded audio is {state} after {wait_s:g}s "
                          f"({f.error or 'no error given'})")
     return types.Part.from_uri(file_uri=f.uri, mime_type="audio/wav"), f
 
@@ -269,7 +279,8 @@ def diarize_gemini(task: StageTask) -> Diarized:
     duration = wav_duration(wav)
     key = _key()
     policy = RetryPolicy(max_retries=settings.max_retries, base_delay_s=settings.backoff_base_s,
-                         max_delay_s=settings.backoff_cap_s)
+                         max_delay_s=settings.backoff_cap_s,
+                         max_retry_after_s=settings.backoff_cap_s)
     retry = {"classify": _classify, "policy": policy, "what": f"gemini diarize {task.video.id}",
              "secrets": (key,)}
     client = _client(settings, key)
@@ -284,6 +295,9 @@ def diarize_gemini(task: StageTask) -> Diarized:
     except GuardError as e:
         raise StageError(one_line(f"gemini {settings.gemini_model}: {e}", (key,),
                                   limit=300)) from e
+    except StageError as e:
+        raise StageError(one_line(f"gemini {settings.gemini_model}: {e.reason}", (key,),
+                                  limit=300), retryable=e.retryable) from e
     finally:
         if uploaded is not None:  # else it expires on its own after 48 hours
             with contextlib.suppress(Exception):

@@ -22,7 +22,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-__all__ = ["LOOP_MAX_N", "MIN_BLOCK_REPEATS", "MIN_LOOP_REPEATS", "MIN_LOOP_WORDS",
+__all__ = ["LONG_BLOCK_MAX", "LONG_LOOP_MAX_N", "LOOP_MAX_BLOCK", "LOOP_MAX_N",
+           "MIN_BLOCK_REPEATS", "MIN_LONG_BLOCK_REPEATS", "MIN_LONG_LOOP_REPEATS",
+           "MIN_LOOP_REPEATS", "MIN_LOOP_WORDS",
            "GuardError", "ReplyShape", "SegmentShape", "VoiceShape", "json_object",
            "parse_timestamp", "period_runs", "pydantic_reason", "repeated_block", "repetition",
            "timestamp_slack", "validate_reply", "word_loop", "words"]
@@ -31,17 +33,29 @@ __all__ = ["LOOP_MAX_N", "MIN_BLOCK_REPEATS", "MIN_LOOP_REPEATS", "MIN_LOOP_WORD
 # - inside one segment: a word n-gram (n <= LOOP_MAX_N) said back to back at least
 #   max(MIN_LOOP_REPEATS, ceil(MIN_LOOP_WORDS / n)) times: "Stop! Stop! Stop!" (3) and even
 #   twenty "no"s pass; forty "no"s, twenty "get out"s or twelve "get on the ground"s in one turn
-#   are a loop;
+#   are a loop; a whole sentence (13 to LONG_LOOP_MAX_N words) needs only
+#   MIN_LONG_LOOP_REPEATS: nobody says the same long sentence six times in a row, and models
+#   loop on whole sentences. (A phrase of 12 words or fewer is never judged more leniently as a
+#   multiple of itself: k back-to-back copies form a block of 13+ words only when k >= 2, and
+#   then six blocks are 12+ copies, what the short rule asks.) A sentence longer than
+#   LONG_LOOP_MAX_N words is not checked: the cost is O(words) per n;
 # - across segments: a block of 1..LOOP_MAX_BLOCK consecutive segments with the same text
 #   repeated back to back at least MIN_BLOCK_REPEATS times (ten identical turns in a row, or an
-#   exchange of two lines played ten times); a block of fewer than three words ("No.",
-#   "[inaudible]") needs three times as many. One segment per speaker turn means a person who
-#   repeats themself stays inside one segment.
+#   exchange of two lines played ten times); a block of LOOP_MAX_BLOCK+1..LONG_BLOCK_MAX
+#   segments needs MIN_LONG_BLOCK_REPEATS; a block of fewer than three words ("No.",
+#   "[inaudible]") needs three times as many. A block that is itself a shorter block
+#   repeated ("No." / "Stop." twice or three times) is judged as the shorter one, so short
+#   lines cannot slip under the three-times rule or the long blocks' lower count. One segment
+#   per speaker turn means a person who repeats themself stays inside one segment.
 LOOP_MAX_N = 12
+LONG_LOOP_MAX_N = 40
 MIN_LOOP_REPEATS = 12
+MIN_LONG_LOOP_REPEATS = 6
 MIN_LOOP_WORDS = 40
 LOOP_MAX_BLOCK = 4
+LONG_BLOCK_MAX = 12
 MIN_BLOCK_REPEATS = 10
+MIN_LONG_BLOCK_REPEATS = 5
 # Timestamps may overrun the audio by this much (models round and drift on long audio).
 SLACK_MIN_S = 10.0
 SLACK_FRACTION = 0.02
@@ -192,8 +206,9 @@ def period_runs(items: Sequence[Any], n: int) -> list[tuple[int, int]]:
 def word_loop(text: str) -> str | None:
     """The looped phrase when `text` is degenerate (see the thresholds above), else None."""
     ws = words(text)
-    for n in range(1, LOOP_MAX_N + 1):
-        need = max(MIN_LOOP_REPEATS, math.ceil(MIN_LOOP_WORDS / n))
+    for n in range(1, LONG_LOOP_MAX_N + 1):
+        need = (max(MIN_LOOP_REPEATS, math.ceil(MIN_LOOP_WORDS / n)) if n <= LOOP_MAX_N
+                else MIN_LONG_LOOP_REPEATS)
         if len(ws) < need * n:
             continue
         for reps, start in period_runs(ws, n):
@@ -202,17 +217,27 @@ def word_loop(text: str) -> str | None:
     return None
 
 
+def _has_shorter_period(block: Sequence[Any]) -> bool:
+    """Whether `block` is a shorter block repeated whole (abab, aaa)."""
+    n = len(block)
+    return any(n % p == 0 and all(block[i] == block[i - p] for i in range(p, n))
+               for p in range(1, n // 2 + 1))
+
+
 def repeated_block(texts: Sequence[str]) -> str | None:
     """The repeated block when consecutive segments loop (see the thresholds above). A block
     of fewer than three words ("No." / "[inaudible]") needs three times as many repeats."""
     norm = [" ".join(words(t)) for t in texts]
-    for n in range(1, LOOP_MAX_BLOCK + 1):
-        if len(norm) < MIN_BLOCK_REPEATS * n:
-            break
+    for n in range(1, LONG_BLOCK_MAX + 1):
+        need = MIN_BLOCK_REPEATS if n <= LOOP_MAX_BLOCK else MIN_LONG_BLOCK_REPEATS
+        if len(norm) < need * n:
+            continue
         for reps, start in period_runs(norm, n):
             block = norm[start:start + n]
+            if n > 1 and _has_shorter_period(block):
+                continue  # judged at its own period, with that period's count
             short = sum(len(t.split()) for t in block) < 3
-            if reps >= MIN_BLOCK_REPEATS * (3 if short else 1):
+            if reps >= need * (3 if short else 1):
                 shown = " / ".join(t[:40] for t in block)
                 return f"segments {start}-{start + reps * n - 1} repeat {shown!r} x{reps}"
     return None

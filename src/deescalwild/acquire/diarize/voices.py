@@ -10,8 +10,10 @@ others call them), else `Voice N`; the classifier reads what each voice says whe
 not decisive. A role hint of "unknown" counts as none.
 
 Names are the manifest's only (`StageOutcome.private`): they are never written to the stage
-file, and one that leaked into a description (or into a resolution's `why`, which may quote
-what others call someone) is replaced by the voice's role.
+file. Every voice's name is scrubbed from every voice's description and `why` (a description
+often names the person spoken to, and a `why` may quote what others call someone): the whole
+name and each of its words of three letters or more that is not a title, case-insensitive and
+word-bounded, are replaced by the role of the voice the name belongs to.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from deescalwild.acquire.formats import Segment, Voice
 from deescalwild.acquire.tasks import VideoRef
 
-__all__ = ["VoiceHint", "resolve_voices", "scrub_name", "voice_labels"]
+__all__ = ["VoiceHint", "resolve_voices", "scrub_name", "scrub_names", "voice_labels"]
 
 NO_HINT = frozenset({"", "unknown", "unclear", "n/a", "none", "?"})
 # words of a name that are titles, not the person: kept when scrubbing single words
@@ -64,17 +66,47 @@ def voice_labels(voices: Sequence[VoiceHint]) -> dict[str, str]:
     return labels
 
 
-def scrub_name(text: str, name: str, replacement: str) -> str:
-    """`text` with the name (whole, case-insensitive) and its words that are not titles
-    (capitalised, 3+ letters) replaced."""
-    name = " ".join(name.split())
-    if not name or not text:
+_NAME_WORD = re.compile(r"[^\W\d_][\w'-]*")
+
+
+def scrub_names(text: str, owners: dict[str, str]) -> str:
+    """`text` with every name in `owners` (name -> its replacement, the owner's role) replaced:
+    the whole name and each of its words of 3+ letters that is not a title (the halves of a
+    hyphenated name too), case-insensitive and word-bounded: privacy over prose, so a name that
+    is also a word costs that word ("Will Smith": "he will comply" -> "he civilian comply").
+    One pass, longest match first, so a replacement is never scrubbed again and a full name
+    wins over its words. A name made of
+    titles only ("Officer") is left alone: it says the role, not who."""
+    if not text:
         return text
-    out = re.sub(rf"\b{re.escape(name)}\b", replacement, text, flags=re.IGNORECASE)
-    for word in re.findall(r"[^\W\d_][\w'-]*", name):
-        if len(word) >= 3 and word.lower() not in _TITLES:
-            out = re.sub(rf"\b{re.escape(word)}\b", replacement, out)
-    return out
+    patterns: dict[str, tuple[str, str]] = {}  # lower-cased match -> (regex, replacement)
+    for name, replacement in owners.items():
+        name = " ".join(name.split())
+        parts = _NAME_WORD.findall(name)
+        if not parts or all(w.lower() in _TITLES for w in parts):
+            continue
+        pieces = parts + [p for w in parts if "-" in w for p in w.split("-")]  # Mary-Jane
+        words = [w for w in pieces if len(w) >= 3 and w.lower() not in _TITLES]
+        whole = r"\s+".join(re.escape(w) for w in name.split())
+        patterns.setdefault(name.lower(), (whole, replacement))
+        for w in words:
+            patterns.setdefault(w.lower(), (re.escape(w), replacement))
+    if not patterns:
+        return text
+    ordered = sorted(patterns.items(), key=lambda kv: -len(kv[0]))
+    regex = re.compile("|".join(rf"(?<!\w)(?:{rx})(?!\w)" for _, (rx, _r) in ordered),
+                       re.IGNORECASE)
+    replacements = {k: r for k, (_rx, r) in patterns.items()}
+
+    def sub(m: re.Match[str]) -> str:
+        return replacements.get(" ".join(m.group(0).split()).lower(), m.group(0))
+
+    return regex.sub(sub, text)
+
+
+def scrub_name(text: str, name: str, replacement: str) -> str:
+    """`text` with one name scrubbed (see `scrub_names`)."""
+    return scrub_names(text, {name: replacement})
 
 
 def resolve_voices(video: VideoRef, voices: Sequence[VoiceHint], segments: Sequence[Segment],
@@ -92,18 +124,24 @@ def resolve_voices(video: VideoRef, voices: Sequence[VoiceHint], segments: Seque
                         turns=turns, meta=meta)
     if turns:
         resolve_corpus([scenario])
-    out: dict[str, Voice] = {}
-    names: dict[str, dict[str, str]] = {}
+    roles = {}
     for v in voices:
         sr = scenario.speakers.get(labels[v.id])
-        role = sr.role.value if sr else Role.UNKNOWN.value
+        roles[v.id] = sr.role.value if sr else Role.UNKNOWN.value
+    # every name, first: any voice's text may name any other voice
+    names: dict[str, dict[str, str]] = {}
+    owners: dict[str, str] = {}
+    for v in voices:
         name = " ".join(v.name.split())
-        description, why = v.description.strip(), sr.why if sr else "never speaks"
         if name:
             names[v.id] = {"name": name}
-            description = scrub_name(description, name, role)
-            why = scrub_name(why, name, role)
-        out[v.id] = Voice(id=v.id, role=role, evidence=sr.evidence.value if sr else "",
+            owners.setdefault(name, roles[v.id])
+    out: dict[str, Voice] = {}
+    for v in voices:
+        sr = scenario.speakers.get(labels[v.id])
+        description = scrub_names(v.description.strip(), owners)
+        why = scrub_names(sr.why if sr else "never speaks", owners)
+        out[v.id] = Voice(id=v.id, role=roles[v.id], evidence=sr.evidence.value if sr else "",
                           confidence=sr.confidence if sr else 0.0, why=why,
                           description=description)
     return out, names

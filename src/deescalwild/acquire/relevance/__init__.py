@@ -60,4 +60,4 @@ def run_relevance(task: StageTask) -> StageOutcome:
         outputs={"json": str(path)},
         detail={"accepted": accepted, "reason": reason, "scores": scores,
                 "cached": result.cached, "flags": flags, "requests": result.requests,
-                "source": jt.source, "truncated": jt.truncated})
+                "source": jt.source, "truncated": jt.truncated, "rule": rule.text})

@@ -16,8 +16,9 @@ Choices, and why:
   with the reason. A judgement is never guessed or defaulted.
 - **Cached per video text and prompt version.** One JSON file per key under
   `<workdir>/cache/relevance/`, the key being the sha256 of (PROMPT_VERSION, the spec, the
-  responder's settings without transport knobs, sha256 of the text sent). Only features are
-  cached; the rule is applied afterwards, so changing the rule never asks the judge again.
+  responder's settings without transport knobs or runtime state, sha256 of the text sent).
+  Only features are cached; the rule is applied afterwards, so changing the rule never asks
+  the judge again.
 - **PROMPT_VERSION** is a hash over the system prompt, the user template and every feature
   definition, so editing any of them retires the old cache entries by itself.
 """
@@ -54,6 +55,10 @@ JUDGE_DEFAULTS: dict[str, Any] = {"temperature": 0.0, "max_tokens": 2048,
                                   "max_new_tokens": 2048, "stream": False}
 # responder settings that change how a reply is fetched, not what it says: not in the key
 TRANSPORT_KEYS = frozenset({"timeout", "max_retries", "retry", "stream", "api_key_env"})
+# settings a local backend (hf:, gguf:) reports from its state at the time, which changes while
+# a worker runs: trim counters, the system role resolved when the model loads (the configured
+# value is kept instead), threads, package versions. Not in the key either.
+RUNTIME_KEYS = frozenset({"trimmed", "versions", "n_threads", "system_role"})
 MAX_EVIDENCE = 300  # characters kept per evidence quote
 
 JUDGE_SYSTEM = ("You label transcripts of videos for a research corpus of police-civilian "
@@ -141,6 +146,25 @@ def _balanced(s: str, start: int) -> int | None:
     return None
 
 
+class _Object(dict):  # type: ignore[type-arg]
+    """A parsed JSON object that remembers the keys it was given more than once."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        repeated: list[str] = []
+        for k, _ in pairs:
+            if k in seen and k not in repeated:
+                repeated.append(k)
+            seen.add(k)
+        obj.repeated = tuple(repeated)
+    return obj
+
+
 def _json_object(reply: str) -> dict[str, Any]:
     """The first balanced `{...}` in the reply (code fences first) that parses as a JSON
     object with "features"; failing that, the first JSON object at all."""
@@ -154,7 +178,7 @@ def _json_object(reply: str) -> dict[str, Any]:
                 unterminated = True
                 continue
             try:
-                data = json.loads(s[start:end])
+                data = json.loads(s[start:end], object_pairs_hook=_pairs)
             except ValueError:
                 continue
             if isinstance(data, dict):
@@ -181,12 +205,14 @@ def parse_reply(reply: str) -> tuple[dict[str, bool], dict[str, str]]:
     """(features, evidence) from a judge's reply; ValueError saying what is wrong when the
     reply is not the expected JSON."""
     data = _json_object(reply)
+    if "features" in getattr(data, "repeated", ()):
+        raise ValueError('"features" given twice: give one object with each feature once')
     feats = data.get("features")
     if not isinstance(feats, dict):
         raise ValueError('expected {"features": {...}} with the feature names as keys')
     unknown = [k for k in feats if k not in FEATURE_NAMES]
     missing = [n for n in FEATURE_NAMES if n not in feats]
-    problems = []
+    problems = [f"feature {k} given twice" for k in getattr(feats, "repeated", ())][:5]
     if unknown:
         problems.append("unknown feature(s) " + ", ".join(map(str, unknown[:5])))
     if missing:
@@ -245,8 +271,18 @@ def load_judge(settings: Settings) -> Responder:
 
 
 def judge_settings(responder: Responder) -> dict[str, Any]:
-    """What determines the judge's replies (no secrets, no transport knobs)."""
-    return {k: v for k, v in responder.settings().items() if k not in TRANSPORT_KEYS}
+    """What determines the judge's replies (no secrets, no transport knobs), the same before
+    and after the model loads: runtime state (`RUNTIME_KEYS`) is left out, except that the
+    configured `system_role` (e.g. "auto") stands for the resolved one."""
+    out = {k: v for k, v in responder.settings().items()
+           if k not in TRANSPORT_KEYS and k not in RUNTIME_KEYS}
+    options = getattr(responder, "options", None)
+    dump = getattr(options, "model_dump", None)
+    if callable(dump):
+        configured = dump(mode="json")
+        if "system_role" in configured:
+            out["system_role"] = configured["system_role"]
+    return out
 
 
 def cache_key(spec: str, settings: dict[str, Any], text: str, version: str | None = None
