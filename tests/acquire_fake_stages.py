@@ -76,3 +76,11 @@ def ruled_stage(task: StageTask) -> StageOutcome:
     if task.stage == "relevance":
         outcome.detail = {"accepted": True, "reason": "", "rule": task.settings.rule}
     return outcome
+
+
+def pid_stage(task: StageTask) -> StageOutcome:
+    """Leaves its process id in `<workdir>/pids/`, then works slowly (FAKE_STAGE_SLEEP)."""
+    pids = Path(task.settings.workdir, "pids")
+    pids.mkdir(parents=True, exist_ok=True)
+    (pids / str(os.getpid())).touch()
+    return slow_stage(task)

@@ -363,3 +363,79 @@ def test_failures_record_whether_they_are_retryable(tmp_path):
     run_stages(m, settings(tmp_path), stages=["audio"], executor="inline",
                functions=fns(audio="crashing_stage"), provenance={})
     assert m.stages_of("generic_v1")["audio"].retryable is False
+
+
+def test_pass_through_skips_satisfy_nothing_and_reopen_when_needed(tmp_path):
+    m = manifest_with(tmp_path, ["a"])
+    gemini = settings(tmp_path, diarizer="gemini")
+    run_stages(m, gemini, stages=["metadata", "audio", "transcribe"], executor="inline",
+               functions=fns(), provenance={})
+    assert statuses(m, "generic_v0")["transcribe"] == "skipped"
+    # relevance alone must not run on a skipped transcription: there is no file to judge
+    run_stages(m, gemini, stages=["relevance"], executor="inline", functions=fns(),
+               provenance={})
+    assert statuses(m, "generic_v0")["relevance"] == "pending"
+    # diarizing locally needs the transcription after all: it runs, then everything else
+    run_stages(m, settings(tmp_path, diarizer="local"), executor="inline", functions=fns(),
+               provenance={})
+    assert set(statuses(m, "generic_v0").values()) == {"done"}
+    assert calls(tmp_path)["transcribe generic_v0"] == 1
+
+
+def test_a_failed_setup_releases_the_lock(tmp_path):
+    m = manifest_with(tmp_path, ["a"])
+    with pytest.raises(DeescalwildError, match="unknown executor"):
+        run_stages(m, settings(tmp_path), executor="bogus", functions=fns(), provenance={})
+    other = Manifest(tmp_path / "m.db")
+    other.acquire()  # not ManifestBusy
+    other.close()
+    assert all(r["status"] != "running" for r in m.runs())
+
+
+_ORPHAN_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from deescalwild.acquire.manifest import Manifest
+from deescalwild.acquire.runner import run_stages
+from deescalwild.acquire.tasks import STAGES, Settings
+m = Manifest({db!r})
+s = Settings(workdir={work!r}, out_dir={out!r}, diarizer="local")
+run_stages(m, s, executor="local", workers=2, provenance={{}}, stages=["metadata"],
+           functions={{"metadata": "acquire_fake_stages:pid_stage"}})
+"""
+
+
+@pytest.mark.slow
+def test_workers_die_with_a_killed_runner(tmp_path):
+    """kill -9 of the runner alone (an OOM kill): its workers must not go on writing files
+    once the run lock is gone."""
+    m = manifest_with(tmp_path, ["a", "b"])
+    m.close()
+    work = tmp_path / "work"
+    script = _ORPHAN_SCRIPT.format(tests=str(Path(__file__).parent), db=str(tmp_path / "m.db"),
+                                   work=str(work), out=str(tmp_path / "out"))
+    proc = subprocess.Popen([sys.executable, "-c", script],
+                            env={**os.environ, "FAKE_STAGE_SLEEP": "30"})
+    pids = work / "pids"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(pids.glob("*"))) < 2:
+        time.sleep(0.05)
+    workers = [int(p.name) for p in pids.glob("*")]
+    assert len(workers) == 2
+    os.kill(proc.pid, signal.SIGKILL)  # the runner only
+    proc.wait()
+    deadline = time.time() + 10
+    alive = workers
+    while alive and time.time() < deadline:
+        alive = [p for p in workers if _alive(p)]
+        time.sleep(0.1)
+    assert not alive, "worker processes outlived the runner"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie is dead
+        return fh.read().split(") ")[1][0] != "Z"

@@ -72,6 +72,7 @@ def add_cmd(inputs: tuple[str, ...], manifest_path: Path, workdir: Path | None,
     settings = Settings(workdir=str(wd), out_dir=str(wd), allow_file_urls=allow_file_urls)
     console = _console()
     with _open(manifest_path) as manifest, ProgressBar(console, "adding") as progress:
+        manifest.acquire()  # add writes stage rows and files: not while a run owns them
         summary = add_sources(manifest, list(inputs), workdir=wd, settings=settings,
                               transcripts=list(transcripts), expand=expand, progress=progress)
         status = manifest.status()
@@ -149,6 +150,8 @@ def status_cmd(manifest_path: Path, as_json: bool, show_failed: bool) -> None:
 def retry_cmd(manifest_path: Path, stage: str | None, failed: bool) -> None:
     """Queue stages again for the next `acquire run`: failed ones, or with --stage S alone
     every video's S and later stages (to redo them with new settings)."""
+    if not manifest_path.exists():
+        raise click.BadParameter(f"{manifest_path} does not exist", param_hint="--manifest")
     with _open(manifest_path) as manifest:
         manifest.acquire()  # not while a run owns the rows
         n = manifest.retry(stage, failed_only=failed or stage is None)

@@ -16,6 +16,7 @@ every node sees, and workers need the API keys in their own environment.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
 from collections.abc import Iterable
 from typing import Any
@@ -46,9 +47,11 @@ class Executor:
 
 
 def _died(what: str, exc: BaseException) -> StageOutcome:
+    from deescalwild.acquire.worker import secrets
     from deescalwild.responders.retry import one_line
 
-    return StageOutcome(status="failed", error=f"{what}: {one_line(exc)}", retryable=True)
+    return StageOutcome(status="failed", error=f"{what}: {one_line(exc, secrets())}",
+                        retryable=True)
 
 
 class InlineExecutor(Executor):
@@ -70,9 +73,40 @@ class InlineExecutor(Executor):
         return []
 
 
+def _die_with_parent() -> None:
+    """Pool initializer: a worker must not outlive the runner. After a `kill -9` of the runner
+    the run lock is gone, and an orphan still writing files would race the next run. Linux
+    delivers SIGKILL when the parent dies (PR_SET_PDEATHSIG); elsewhere a thread watches the
+    parent's pid."""
+    import os
+    import signal
+    import threading
+    import time
+
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
 class LocalExecutor(Executor):
     """A pool of `workers` processes (spawned, not forked: a fork would copy the runner's
-    threads and open SQLite connection). Models stay loaded in a worker between tasks."""
+    threads and open SQLite connection). Models stay loaded in a worker between tasks. Workers
+    die with the runner, and `shutdown` stops the ones still working: a stage in flight never
+    outlives the run lock."""
 
     def __init__(self, workers: int) -> None:
         self.capacity = max(1, workers)
@@ -80,7 +114,8 @@ class LocalExecutor(Executor):
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(self.capacity,
-                                      mp_context=multiprocessing.get_context("spawn"))
+                                      mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_die_with_parent)
 
     def submit(self, task: StageTask, function: str | None = None) -> cf.Future:
         try:
@@ -103,7 +138,13 @@ class LocalExecutor(Executor):
         return out
 
     def shutdown(self) -> None:
+        processes = list(getattr(self._pool, "_processes", {}).values())
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for p in processes:  # tasks still running (Ctrl-C): stop them before the lock goes
+            if p.is_alive():
+                p.terminate()
+        for p in processes:
+            p.join(timeout=10)
 
 
 class RayExecutor(Executor):
@@ -129,9 +170,12 @@ class RayExecutor(Executor):
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.capacity = max(1, workers or cpus)
         self._remote = ray.remote(execute).options(num_cpus=1, max_retries=0)
+        self._refs: set[Any] = set()
 
     def submit(self, task: StageTask, function: str | None = None) -> Any:
-        return self._remote.remote(task, function)
+        ref = self._remote.remote(task, function)
+        self._refs.add(ref)
+        return ref
 
     def wait(self, handles: Iterable[Any], timeout: float) -> list[tuple[Any, StageOutcome]]:
         refs = list(handles)
@@ -142,6 +186,7 @@ class RayExecutor(Executor):
             ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
         out = []
         for ref in ready:
+            self._refs.discard(ref)
             try:
                 out.append((ref, self._ray.get(ref)))
             except Exception as e:  # RayTaskError, WorkerCrashedError, node lost
@@ -149,6 +194,10 @@ class RayExecutor(Executor):
         return out
 
     def shutdown(self) -> None:
+        for ref in self._refs:  # tasks still in flight (Ctrl-C) must not outlive the run
+            with contextlib.suppress(Exception):
+                self._ray.cancel(ref, force=True)
+        self._refs.clear()
         if self._owned:
             self._ray.shutdown()
 

@@ -5,7 +5,8 @@ depends on the settings (Gemini diarizes from the audio, the local backend from 
 transcription). Three outcomes besides "run it":
 
 - **not needed** under these settings (the transcription when Gemini diarizes): recorded as
-  `skipped` with `detail.passthrough`, so later stages treat it as satisfied;
+  `skipped` with `detail.passthrough`, so the stages after it are not skipped too (they read
+  other inputs); when later settings need it after all, it runs;
 - **blocked**: something it needs is pending, running or failed; it waits (a later run, or
   `acquire retry`, unblocks it), and is not counted as an attempt;
 - **skipped after an upstream skip** (audio skipped because the video is too long: nothing
@@ -52,8 +53,16 @@ def requirements(stage: str, settings: Settings) -> list[tuple[str, ...]]:
 
 
 def satisfied(row: StageRow) -> bool:
-    return row.status == "done" or (row.status == "skipped"
-                                    and bool(row.detail.get("passthrough")))
+    """A stage another may read from: done, with its files. A pass-through skip satisfies
+    nothing (it has no file); it only keeps the stages after it from being skipped."""
+    return row.status == "done"
+
+
+def _reopened(row: StageRow, stage: str, settings: Settings) -> bool:
+    """A pass-through skip made under other settings (transcription skipped for Gemini, now
+    diarizing locally) is needed again. Skips because a transcript was attached stay."""
+    return (row.status == "skipped" and bool(row.detail.get("passthrough"))
+            and row.detail.get("source") != "attached" and not_needed(stage, settings) is None)
 
 
 @dataclass
@@ -73,15 +82,16 @@ def next_step(rows: Mapping[str, StageRow], selected: Collection[str],
     stages. Call again after recording a skip: skips cascade one stage at a time."""
     for stage in STAGES:
         row = rows.get(stage)
-        if row is None or row.status != "pending" or stage not in selected:
+        if row is None or stage not in selected:
+            continue
+        if row.status != "pending" and not _reopened(row, stage, settings):
             continue
         reason = not_needed(stage, settings)
         if reason:
             return Step("skip", stage, reason, passthrough=True)
         alternatives = requirements(stage, settings)
-        if stage == "relevance" and "diarize" in selected and not_needed(
-                "diarize", settings) is None and rows["diarize"].status in ("pending", "running",
-                                                                           "failed"):
+        if stage == "relevance" and "diarize" in selected and rows["diarize"].status in (
+                "pending", "running", "failed"):
             # in a run that diarizes, judge the diarized transcript, not the raw one
             alternatives = [("diarize",)]
         for needs in alternatives:
@@ -98,7 +108,8 @@ def _dead_end(rows: Mapping[str, StageRow], alternatives: list[tuple[str, ...]])
     """The upstream stage whose (non pass-through) skip makes every alternative impossible."""
     culprit = None
     for needs in alternatives:
-        dead = [n for n in needs if rows[n].status == "skipped" and not satisfied(rows[n])]
+        dead = [n for n in needs if rows[n].status == "skipped"
+                and not rows[n].detail.get("passthrough")]
         if not dead:
             return None
         culprit = culprit or dead[0]

@@ -80,7 +80,7 @@ class Pacer:
 def resolve_output(manifest: Manifest, path: str) -> Path:
     """Output paths are stored relative to the manifest's folder when under it."""
     p = Path(path)
-    return p if p.is_absolute() else manifest.path.parent / p
+    return p if p.is_absolute() else manifest.path.parent.resolve() / p
 
 
 def _relative(manifest: Manifest, path: str) -> str:
@@ -117,27 +117,36 @@ def run_stages(
 
         provenance = {"versions": versions("yt-dlp", "faster-whisper", "google-genai",
                                            "openai", "ray"), "commit": git_commit()}
-    manifest.acquire()
-    t0 = time.perf_counter()
-    recovered = manifest.reset_interrupted()
-    # temporary folders of stages a killed run left behind (downloads): nobody else owns them
-    shutil.rmtree(settings.path("tmp"), ignore_errors=True)
-    run_id = manifest.start_run(command, settings.to_dict(), provenance)
-    summary = RunSummary(run_id, recovered=recovered)
     ex = executor if isinstance(executor, Executor) else make_executor(executor, workers,
                                                                        address)
+    owned = not isinstance(executor, Executor)
     try:
+        manifest.acquire()
+    except BaseException:
+        if owned:
+            ex.shutdown()
+        raise
+    t0 = time.perf_counter()
+    summary = RunSummary(run_id=0)
+    try:
+        summary.recovered = manifest.reset_interrupted()
+        # temporary folders of stages a killed run left behind (downloads): nobody else owns them
+        shutil.rmtree(settings.path("tmp"), ignore_errors=True)
+        summary.run_id = manifest.start_run(command, settings.to_dict(), provenance)
         _Loop(manifest, settings, set(stages), ex, Pacer(rate), dict(functions or {}),
-              run_id, summary, progress).run()
+              summary.run_id, summary, progress).run()
     except BaseException:
         summary.status = "interrupted"
         raise
     finally:
-        if not isinstance(executor, Executor):
-            ex.shutdown()
-        summary.seconds = time.perf_counter() - t0
-        manifest.finish_run(run_id, summary.status, summary.to_dict())
-        manifest.release()
+        try:
+            if owned:
+                ex.shutdown()  # stops stages still running before the lock is released
+            summary.seconds = time.perf_counter() - t0
+            if summary.run_id:
+                manifest.finish_run(summary.run_id, summary.status, summary.to_dict())
+        finally:
+            manifest.release()
     return summary
 
 
@@ -183,7 +192,8 @@ class _Loop:
                     if held:
                         time.sleep(self.pacer.wait_s())
                     continue
-                timeout = min(0.5, self.pacer.wait_s()) if held else 0.5
+                room = len(self.in_flight) < self.ex.capacity
+                timeout = min(0.5, self.pacer.wait_s()) if held and room else 0.5
                 for handle, outcome in self.ex.wait(list(self.in_flight), max(timeout, 0.01)):
                     vid, stage = self.in_flight.pop(handle)
                     self._record(vid, stage, outcome)

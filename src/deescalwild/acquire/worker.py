@@ -48,9 +48,10 @@ def execute(task: StageTask, function: str | None = None) -> StageOutcome:
     try:
         fn = _function(function or STAGE_FUNCTIONS[task.stage])
         outcome = fn(task)
-        if not isinstance(outcome, StageOutcome):
-            raise TypeError(f"stage {task.stage} returned {type(outcome).__name__}, "
-                            "expected StageOutcome")
+        if not isinstance(outcome, StageOutcome) or outcome.status not in ("done", "failed",
+                                                                          "skipped"):
+            raise TypeError(f"stage {task.stage} returned {outcome!r:.80}, expected a "
+                            "StageOutcome that is done, failed or skipped")
         for name, path in outcome.outputs.items():
             if not Path(path).is_file():
                 raise StageError(f"stage reported output {name!r} but {path} does not exist")
