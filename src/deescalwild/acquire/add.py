@@ -67,15 +67,6 @@ class _Pending:
     complete: bool = False
 
 
-def _stored_path(manifest: Manifest, path: Path) -> str:
-    """Relative to the manifest's folder when under it (the folder can move), else absolute."""
-    p = path.resolve()
-    try:
-        return str(p.relative_to(manifest.path.parent.resolve()))
-    except ValueError:
-        return str(p)
-
-
 def _entry_url(entry: dict[str, Any]) -> str | None:
     """The URL that names one entry: its own `url` (a video page, or the media file of a page
     embedding several), else its page."""
@@ -211,7 +202,7 @@ def _attach_captions(manifest: Manifest, workdir: Path, video: NewVideo, text: s
                             meta={"from": video.source, "split": ">> and line breaks"})
     write_segments(path, transcript)
     manifest.set_stage(video.id, "transcribe", "done",
-                       outputs={"json": {"path": _stored_path(manifest, path),
+                       outputs={"json": {"path": manifest.stored_path(path),
                                          **file_hash(path)}},
                        detail={"source": "list", "segments": len(lines)})
     return True
@@ -271,7 +262,7 @@ def _attach_transcripts(manifest: Manifest, files: Sequence[Path], summary: AddS
         if stages["diarize"].status == "done":
             continue  # attached before (or diarized): leave it
         manifest.set_stage(video_id, "diarize", "done",
-                           outputs={"csv": {"path": _stored_path(manifest, path),
+                           outputs={"csv": {"path": manifest.stored_path(path),
                                             **file_hash(path)}},
                            detail={"source": "attached", "file": path.name})
         for stage in ("audio", "transcribe"):

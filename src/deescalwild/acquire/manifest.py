@@ -204,6 +204,21 @@ class Manifest:
             os.close(self._run_lock)  # closing the descriptor drops the flock
             self._run_lock = None
 
+    # --- output paths ---------------------------------------------------------------------
+    def stored_path(self, path: str | Path) -> str:
+        """How an output path is stored: relative to the manifest's folder when under it (the
+        project folder can move), else absolute."""
+        p = Path(path).resolve()
+        try:
+            return str(p.relative_to(self.path.parent.resolve()))
+        except ValueError:
+            return str(p)
+
+    def resolve(self, path: str | Path) -> Path:
+        """A stored output path as an absolute path (what a worker anywhere can open)."""
+        p = Path(path)
+        return p if p.is_absolute() else self.path.parent.resolve() / p
+
     # --- videos ---------------------------------------------------------------------------
     def add_video(self, video: NewVideo) -> str:
         """Insert `video` with a pending row per stage. Returns "added", or "duplicate" when

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from deescalwild.acquire.manifest import Manifest
-from deescalwild.acquire.runner import resolve_output
 from deescalwild.acquire.tasks import DEFAULT_RULE
 
 __all__ = ["relevance_rows", "write_relevance_report"]
@@ -25,7 +24,7 @@ def relevance_rows(manifest: Manifest) -> list[dict[str, Any]]:
         out.append({"id": v.id, "title": v.meta.get("title", ""), "url": v.url,
                     "status": status, "detail": r.detail if r else {},
                     "error": r.last_error if r else None,
-                    "_file": (str(resolve_output(manifest, r.outputs["json"]["path"]))
+                    "_file": (str(manifest.resolve(r.outputs["json"]["path"]))
                               if r and "json" in r.outputs else None)})
     return out
 

@@ -22,7 +22,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from deescalwild.acquire.executors import Executor, make_executor
@@ -38,7 +37,7 @@ from deescalwild.acquire.tasks import (
 )
 from deescalwild.errors import DeescalwildError
 
-__all__ = ["Pacer", "RunSummary", "resolve_output", "run_stages"]
+__all__ = ["Pacer", "RunSummary", "run_stages"]
 
 Progress = Callable[[int, int, str], None]
 
@@ -75,20 +74,6 @@ class Pacer:
 
     def take(self) -> None:
         self.next_at = max(self.next_at, self.clock()) + self.interval
-
-
-def resolve_output(manifest: Manifest, path: str) -> Path:
-    """Output paths are stored relative to the manifest's folder when under it."""
-    p = Path(path)
-    return p if p.is_absolute() else manifest.path.parent.resolve() / p
-
-
-def _relative(manifest: Manifest, path: str) -> str:
-    p = Path(path).resolve()
-    try:
-        return str(p.relative_to(manifest.path.parent.resolve()))
-    except ValueError:
-        return str(p)
 
 
 def run_stages(
@@ -226,7 +211,7 @@ class _Loop:
             if STAGES.index(name) >= STAGES.index(stage) or not satisfied(row):
                 continue
             for out in row.outputs.values():
-                p = resolve_output(self.m, out["path"])
+                p = self.m.resolve(out["path"])
                 if not p.is_file() or ("bytes" in out and p.stat().st_size != out["bytes"]):
                     error = f"output {out['path']} is missing or changed; redo"
                     self.m.set_stage(vid, name, "pending", error=error)
@@ -273,7 +258,7 @@ class _Loop:
             if satisfied(row) and STAGES.index(name) < STAGES.index(stage):
                 details[name] = row.detail
                 for out, info in row.outputs.items():
-                    inputs[f"{name}.{out}"] = str(resolve_output(self.m, info["path"]))
+                    inputs[f"{name}.{out}"] = str(self.m.resolve(info["path"]))
         return StageTask(VideoRef(v.id, v.url, v.platform, dict(v.meta)), stage, self.settings,
                          inputs, details, attempt, self.run_id)
 
@@ -290,7 +275,7 @@ class _Loop:
             if other is not None:  # the later stages cascade as skipped, naming the original
                 outcome.status, outcome.error = "skipped", f"duplicate of {other}"
                 outcome.detail = {**outcome.detail, "duplicate_of": other}
-        outcome.outputs = {k: _relative(self.m, v) for k, v in outcome.outputs.items()}
+        outcome.outputs = {k: self.m.stored_path(v) for k, v in outcome.outputs.items()}
         self.m.record(vid, stage, outcome)
         row = self.rows[vid][stage]
         row.status, row.last_error, row.detail = outcome.status, outcome.error, outcome.detail

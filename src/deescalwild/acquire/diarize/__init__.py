@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from deescalwild.acquire.diarize.voices import VoiceHint, resolve_voices
-from deescalwild.acquire.formats import Segment, Transcript, write_segments
+from deescalwild.acquire.formats import Segment, Transcript, read_segments, write_segments
 from deescalwild.acquire.tasks import StageError, StageOutcome, StageTask, output_path
+from deescalwild.errors import InputError
 
 __all__ = ["Diarized", "needs_input", "run_diarize"]
 
@@ -47,6 +48,14 @@ def needs_input(task: StageTask, name: str, made_by: str) -> Path:
     if not Path(path).is_file():
         raise StageError(f"diarize: input {name} is missing on disk: {path}", retryable=True)
     return Path(path)
+
+
+def read_input(path: Path) -> Transcript:
+    """An earlier stage's segments file; a bad one is this stage's failure, in one line."""
+    try:
+        return read_segments(path)
+    except InputError as e:
+        raise StageError(str(e)) from e
 
 
 def run_diarize(task: StageTask) -> StageOutcome:

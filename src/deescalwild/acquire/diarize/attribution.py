@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from deescalwild.acquire.diarize import Diarized, needs_input
+from deescalwild.acquire.diarize import Diarized, needs_input, read_input
 from deescalwild.acquire.diarize.guards import (
     GuardError,
     VoiceShape,
@@ -31,9 +31,9 @@ from deescalwild.acquire.diarize.guards import (
     pydantic_reason,
 )
 from deescalwild.acquire.diarize.voices import VoiceHint
-from deescalwild.acquire.formats import Segment, read_segments
+from deescalwild.acquire.formats import Segment
 from deescalwild.acquire.tasks import Settings, StageError, StageOutcome, StageTask
-from deescalwild.errors import DeescalwildError, InputError
+from deescalwild.errors import DeescalwildError
 
 if TYPE_CHECKING:
     from deescalwild.responders.base import Responder
@@ -297,10 +297,7 @@ def diarize_local(task: StageTask) -> Diarized | StageOutcome:
     """Attribute the transcribe stage's segments to voices with the attribution responder."""
     path = needs_input(task, "transcribe.json", "transcribe")
     responder = responder_for(task.settings)
-    try:
-        transcript = read_segments(path)
-    except InputError as e:
-        raise StageError(str(e)) from e
+    transcript = read_input(path)
     segments = [s for s in transcript.segments if s.text.strip()]
     if not segments:
         return StageOutcome.skipped("no speech: the transcript has no segments")

@@ -19,11 +19,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from deescalwild.acquire.diarize import Diarized, needs_input
+from deescalwild.acquire.diarize import Diarized, needs_input, read_input
 from deescalwild.acquire.diarize.voices import VoiceHint
-from deescalwild.acquire.formats import Segment, Word, read_segments
+from deescalwild.acquire.formats import Segment, Word
 from deescalwild.acquire.tasks import StageError, StageOutcome, StageTask
-from deescalwild.errors import InputError
 
 __all__ = ["NOT_INSTALLED", "Turn", "assign_words", "diarize_pyannote", "speaker_turns",
            "split_segments"]
@@ -134,10 +133,7 @@ def diarize_pyannote(task: StageTask) -> Diarized | StageOutcome:
     wav = needs_input(task, "audio.wav", "audio")
     path = needs_input(task, "transcribe.json", "transcribe")
     pipeline = _pipeline(settings.pyannote_model)
-    try:
-        transcript = read_segments(path)
-    except InputError as e:
-        raise StageError(str(e)) from e
+    transcript = read_input(path)
     if not any(s.text.strip() for s in transcript.segments):
         return StageOutcome.skipped("no speech: the transcript has no segments")
     try:
